@@ -1,0 +1,45 @@
+#!/bin/bash
+# Installs what Berth and its test suite need on a Debian machine, as root: system packages (apt), the
+# npm dependencies (which bring Node.js 24), and, with --services, starts the services tests use.
+# Idempotent and quick when everything is already in place. Downloads are cached under /var/cache/berth.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE=${BERTH_CACHE:-/var/cache/berth}
+# What the CLI drives (mmdebstrap, gpgv, xz, zstd, ...) and what the tests use as oracles and peers.
+APT_PACKAGES=(
+  ca-certificates curl gpgv debian-archive-keyring xz-utils zstd bzip2
+  mmdebstrap dpkg-dev libdpkg-dev gcc libc6-dev
+  python3 python3-apt python3-debian time
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: run as root (it installs system packages)" >&2
+  exit 2
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q ' installed$' || missing+=("$p")
+done
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  mkdir -p "$CACHE/apt/archives/partial"
+  apt-get update -qq || echo "setup: apt-get update reported errors; trying with what is there" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    -o Dir::Cache::Archives="$CACHE/apt/archives" "${missing[@]}" >/dev/null
+fi
+
+# Node 24 arrives as the `node` devDependency; npm ci reruns only when the lock file changed.
+stamp=node_modules/.berth-lock-sha256
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -x node_modules/node/bin/node ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: npm ci"
+  npm ci --cache "$CACHE/npm" --prefer-offline --no-audit --no-fund --loglevel=error
+  echo "$want" > "$stamp"
+fi
+
+if [ "${1:-}" = "--services" ]; then
+  : # services (dockerd, PostgreSQL) are started here as the parts that need them arrive
+fi

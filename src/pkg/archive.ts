@@ -1,0 +1,252 @@
+// Client for a Debian archive: signed Release metadata, hash-checked Packages indexes and .deb files,
+// all kept in Berth's content-addressed cache so a second run downloads only what changed.
+
+import { createReadStream } from "node:fs";
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { BerthError } from "../cli/errors.ts";
+import { ContentCache } from "../common/cache.ts";
+import { compressionOfName, decompressor } from "../common/decompress.ts";
+import { tempPathFor, writeFileAtomic, writeStreamAtomic } from "../common/fsutil.ts";
+import { HashingStream, sha256Hex } from "../common/hash.ts";
+import { HttpNotFound, httpGet, httpGetBuffer } from "../common/http.ts";
+import { type Progress, silentProgress } from "../common/progress.ts";
+import { verifyClearsigned, verifyDetached } from "./gpg.ts";
+import { PackageIndex, type PackageRecord } from "./index.ts";
+import { checkRelease, parseRelease, type Release, type ReleaseFile } from "./release.ts";
+import type { Repository } from "./sources.ts";
+
+export interface VerifiedRelease {
+  repo: Repository;
+  release: Release;
+  signers: string[];
+}
+
+export interface ArchiveOptions {
+  cache?: ContentCache;
+  progress?: Progress;
+  /** Use cached Release metadata without asking the mirror (no network). */
+  offline?: boolean;
+  /** Parallel downloads of .deb files. */
+  concurrency?: number;
+}
+
+interface HttpMeta {
+  etag?: string;
+  lastModified?: string;
+}
+
+const INDEX_COMPRESSIONS = [".xz", ".gz", ""];
+
+export class Archive {
+  readonly cache: ContentCache;
+  private readonly progress: Progress;
+  private readonly offline: boolean;
+  private readonly concurrency: number;
+
+  constructor(o: ArchiveOptions = {}) {
+    this.cache = o.cache ?? new ContentCache();
+    this.progress = o.progress ?? silentProgress;
+    this.offline = o.offline ?? process.env.BERTH_OFFLINE === "1";
+    this.concurrency = o.concurrency ?? 6;
+  }
+
+  private distUrl(repo: Repository, path: string): string {
+    return `${repo.uri}/dists/${repo.suite}/${path}`;
+  }
+
+  /**
+   * Fetches and verifies InRelease (or Release + Release.gpg). The verified bytes are cached per URL and
+   * refreshed with a conditional request, so an unchanged suite costs one round trip.
+   */
+  async release(repo: Repository): Promise<VerifiedRelease> {
+    const url = this.distUrl(repo, "InRelease");
+    const dir = await this.cache.dir("metadata");
+    const key = sha256Hex(url);
+    const dataPath = join(dir, key);
+    const metaPath = join(dir, `${key}.json`);
+    let cached: Buffer | undefined;
+    let meta: HttpMeta = {};
+    try {
+      cached = await readFile(dataPath);
+      meta = JSON.parse(await readFile(metaPath, "utf8")) as HttpMeta;
+    } catch {
+      cached = undefined;
+    }
+
+    let data: Buffer | undefined;
+    if (this.offline) {
+      if (!cached) throw new BerthError(`offline, and no cached metadata for ${url}`);
+      data = cached;
+    } else {
+      try {
+        const res = await httpGet(url, cached ? meta : {});
+        if (res.notModified && cached) data = cached;
+        else {
+          const chunks: Buffer[] = [];
+          for await (const c of res.stream) chunks.push(c as Buffer);
+          data = Buffer.concat(chunks);
+          meta = { etag: res.etag, lastModified: res.lastModified };
+        }
+      } catch (e) {
+        if (!(e instanceof HttpNotFound)) throw e;
+        return this.detachedRelease(repo);
+      }
+    }
+    const verified = await verifyClearsigned(data, repo.keyring, url);
+    const release = parseRelease(verified.text);
+    checkRelease(release, repo.suite);
+    if (data !== cached) {
+      await writeFileAtomic(dataPath, data);
+      await writeFileAtomic(metaPath, JSON.stringify(meta));
+    }
+    return { repo, release, signers: verified.signers };
+  }
+
+  /** Older mirrors without InRelease: Release plus a detached Release.gpg. */
+  private async detachedRelease(repo: Repository): Promise<VerifiedRelease> {
+    const releaseUrl = this.distUrl(repo, "Release");
+    const [text, sig] = await Promise.all([
+      httpGetBuffer(releaseUrl),
+      httpGetBuffer(this.distUrl(repo, "Release.gpg")),
+    ]);
+    const dir = await this.cache.dir("metadata", "tmp");
+    const tp = join(dir, `${process.pid}-Release`);
+    const ts = `${tp}.gpg`;
+    try {
+      await writeFile(tp, text);
+      await writeFile(ts, sig);
+      const signers = await verifyDetached(tp, ts, repo.keyring, releaseUrl);
+      const release = parseRelease(text.toString("utf8"));
+      checkRelease(release, repo.suite);
+      return { repo, release, signers };
+    } finally {
+      await rm(tp, { force: true });
+      await rm(ts, { force: true });
+    }
+  }
+
+  /**
+   * The uncompressed Packages index of one component, verified against the Release hashes, as a path
+   * into the cache.
+   */
+  async packagesIndex(vr: VerifiedRelease, component: string): Promise<string> {
+    const base = `${component}/binary-${vr.repo.architecture}/Packages`;
+    const plain = vr.release.files.get(base);
+    if (plain && (await this.cache.has(plain.sha256))) return this.cache.blobPath(plain.sha256);
+    for (const ext of INDEX_COMPRESSIONS) {
+      const entry = vr.release.files.get(base + ext);
+      if (!entry) continue;
+      if (this.offline) throw new BerthError(`offline, and ${base} of ${vr.repo.suite} is not cached`);
+      return this.fetchIndex(vr, entry, plain);
+    }
+    throw new BerthError(
+      `${vr.repo.suite} has no ${base} index (components: ${vr.release.components.join(", ")})`,
+    );
+  }
+
+  private async fetchIndex(
+    vr: VerifiedRelease,
+    entry: ReleaseFile,
+    plain: ReleaseFile | undefined,
+  ): Promise<string> {
+    // by-hash URLs never change under us while the mirror updates.
+    const dir = entry.path.slice(0, entry.path.lastIndexOf("/"));
+    const url = vr.release.acquireByHash
+      ? this.distUrl(vr.repo, `${dir}/by-hash/SHA256/${entry.sha256}`)
+      : this.distUrl(vr.repo, entry.path);
+    const res = await httpGet(url);
+    const task = this.progress.task(`${vr.repo.suite} ${entry.path}`, entry.size, "bytes");
+    const raw = new HashingStream();
+    raw.on("data", (c: Buffer) => task.advance(c.length));
+    const target = plain
+      ? this.cache.blobPath(plain.sha256)
+      : join(await this.cache.dir("indexes"), `${entry.sha256}.plain`);
+    // The compressed file is verified in full before a decompressor ever sees it.
+    const compressed = `${tempPathFor(target)}.download`;
+    try {
+      await writeStreamAtomic(compressed, res.stream, [raw], () => {
+        const got = raw.digest();
+        if (got !== entry.sha256 || raw.bytes !== entry.size)
+          throw new BerthError(
+            `hash mismatch for ${url}: Release says sha256 ${entry.sha256} (${entry.size} bytes), got ${got} (${raw.bytes} bytes)`,
+          );
+      });
+      const out = new HashingStream();
+      await writeStreamAtomic(
+        target,
+        createReadStream(compressed),
+        [decompressor(compressionOfName(entry.path), entry.path), out],
+        () => {
+          if (plain && out.digest() !== plain.sha256)
+            throw new BerthError(
+              `hash mismatch for uncompressed ${plain.path}: Release says ${plain.sha256}`,
+            );
+        },
+      );
+    } finally {
+      task.done();
+      await rm(compressed, { force: true });
+    }
+    return target;
+  }
+
+  /** Loads the Packages indexes of several repositories into one index. */
+  async loadIndex(
+    repos: Repository[],
+    architecture = repos[0]?.architecture ?? "amd64",
+  ): Promise<PackageIndex> {
+    const index = new PackageIndex(architecture);
+    const releases = await Promise.all(repos.map((r) => this.release(r)));
+    for (const vr of releases) {
+      for (const component of vr.repo.components) {
+        const path = await this.packagesIndex(vr, component);
+        await index.addPackagesFile(path, `${vr.repo.suite}/${component}`, vr.repo.uri);
+      }
+    }
+    return index;
+  }
+
+  /** Downloads one .deb (or finds it in the cache) and checks its size and SHA-256. */
+  async fetchDeb(rec: PackageRecord): Promise<string> {
+    if (!rec.filename || !rec.sha256 || !rec.baseUri)
+      throw new BerthError(
+        `${rec.name} ${rec.version}: the index gives no Filename/SHA256 to download it from`,
+      );
+    const target = this.cache.blobPath(rec.sha256);
+    if (await this.cache.has(rec.sha256)) return target;
+    if (this.offline) throw new BerthError(`offline, and ${rec.filename} is not cached`);
+    const url = `${rec.baseUri}/${rec.filename}`;
+    const res = await httpGet(url);
+    const h = new HashingStream();
+    await writeStreamAtomic(target, res.stream, [h], () => {
+      const got = h.digest();
+      if (got !== rec.sha256 || (rec.size !== undefined && h.bytes !== rec.size))
+        throw new BerthError(
+          `hash mismatch for ${url}: index says sha256 ${rec.sha256} (${rec.size} bytes), got ${got} (${h.bytes} bytes)`,
+        );
+    });
+    return target;
+  }
+
+  /** Downloads many .deb files in parallel; returns their cache paths in the same order. */
+  async fetchDebs(recs: readonly PackageRecord[]): Promise<string[]> {
+    const total = recs.reduce((s, r) => s + (r.size ?? 0), 0);
+    const task = this.progress.task(`downloading ${recs.length} packages`, total, "bytes");
+    const out: string[] = new Array(recs.length);
+    let next = 0;
+    const worker = async () => {
+      while (next < recs.length) {
+        const i = next++;
+        out[i] = await this.fetchDeb(recs[i]!);
+        task.advance(recs[i]!.size ?? 0);
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: Math.min(this.concurrency, recs.length) }, worker));
+    } finally {
+      task.done();
+    }
+    return out;
+  }
+}
