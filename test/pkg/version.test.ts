@@ -72,7 +72,7 @@ function buildOracle(): string {
 }
 
 async function oracleCompare(bin: string, pairs: [string, string][]): Promise<string[]> {
-  const r = await run(bin, [], { input: pairs.map(([a, b]) => `${a}\t${b}`).join("\n") + "\n" });
+  const r = await run(bin, [], { input: `${pairs.map(([a, b]) => `${a}\t${b}`).join("\n")}\n` });
   assert.equal(r.code, 0, r.stderr);
   return r.stdout.trimEnd().split("\n");
 }
@@ -204,7 +204,7 @@ describe("Debian version ordering", () => {
     const chunks = [pairs.slice(0, half), pairs.slice(half)];
     const outs = await Promise.all(
       chunks.map((c) =>
-        run("bash", ["-c", script], { input: c.map(([a, b]) => `${a}\t${b}`).join("\n") + "\n" }),
+        run("bash", ["-c", script], { input: `${c.map(([a, b]) => `${a}\t${b}`).join("\n")}\n` }),
       ),
     );
     const binary = outs
@@ -250,7 +250,7 @@ describe("Debian version ordering", () => {
       "1--1",
       "~1",
     ];
-    const r = await run(oracle, ["parse"], { input: cases.map((c) => c).join("\n") + "\n" });
+    const r = await run(oracle, ["parse"], { input: `${cases.map((c) => c).join("\n")}\n` });
     const lib = r.stdout.trimEnd().split("\n");
     cases.forEach((c, i) => {
       const expected = lib[i]!;
