@@ -10,6 +10,9 @@ CACHE=${BERTH_CACHE:-/var/cache/berth}
 APT_PACKAGES=(
   ca-certificates curl gpgv debian-archive-keyring xz-utils zstd bzip2
   mmdebstrap dpkg-dev libdpkg-dev gcc libc6-dev
+  squashfs-tools dosfstools mtools fdisk e2fsprogs cpio
+  qemu-system-x86 qemu-utils ovmf openssh-client procps
+  docker.io
   python3 python3-apt python3-debian time
 )
 
@@ -40,6 +43,18 @@ if [ ! -x node_modules/node/bin/node ] || [ "$(cat "$stamp" 2>/dev/null)" != "$w
   echo "$want" > "$stamp"
 fi
 
+start_dockerd() {
+  if docker info >/dev/null 2>&1; then return 0; fi
+  echo "setup: starting dockerd"
+  (dockerd >/var/log/berth-dockerd.log 2>&1 &)
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  echo "setup: dockerd did not start; see /var/log/berth-dockerd.log" >&2
+  return 1
+}
+
 if [ "${1:-}" = "--services" ]; then
-  : # services (dockerd, PostgreSQL) are started here as the parts that need them arrive
+  start_dockerd
 fi

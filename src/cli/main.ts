@@ -2,6 +2,7 @@
 // The `berth` command: one family of subcommands per part of the product.
 
 import { Command, CommanderError } from "commander";
+import { registerOsCommands } from "../os/commands.ts";
 import { registerPkgCommands } from "../pkg/commands.ts";
 import { errorLine, exitCodeOf } from "./errors.ts";
 
@@ -25,10 +26,12 @@ export function buildProgram(): Command {
 Examples:
   berth pkg compare 1:2.0-1 gt 2.0~rc1-3     exit 0 when the relation holds, as dpkg does
   berth pkg resolve docker.io --why runc     the closure of an install, and why runc is in it
-  berth pkg installed --json                 this machine's packages with their source packages`,
+  berth pkg installed --json                 this machine's packages with their source packages
+  berth os build && berth os run --check     build the default image, boot it, run a container`,
     );
   program.exitOverride();
   registerPkgCommands(program);
+  registerOsCommands(program);
   // Every subcommand exits through our handler too.
   const override = (c: Command) => {
     c.exitOverride();

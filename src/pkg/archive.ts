@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { BerthError } from "../cli/errors.ts";
 import { ContentCache } from "../common/cache.ts";
 import { compressionOfName, decompressor } from "../common/decompress.ts";
-import { tempPathFor, writeFileAtomic, writeStreamAtomic } from "../common/fsutil.ts";
+import { exists, tempPathFor, writeFileAtomic, writeStreamAtomic } from "../common/fsutil.ts";
 import { HashingStream, sha256Hex } from "../common/hash.ts";
 import { HttpNotFound, httpGet, httpGetBuffer } from "../common/http.ts";
 import { type Progress, silentProgress } from "../common/progress.ts";
@@ -131,12 +131,23 @@ export class Archive {
    * into the cache.
    */
   async packagesIndex(vr: VerifiedRelease, component: string): Promise<string> {
-    const base = `${component}/binary-${vr.repo.architecture}/Packages`;
+    return this.indexFile(vr, `${component}/binary-${vr.repo.architecture}/Packages`);
+  }
+
+  /**
+   * Any index file the Release lists (Packages, Contents-amd64, ...), uncompressed and verified against
+   * the Release hashes, as a path into the cache. `base` is the path without compression suffix.
+   */
+  async indexFile(vr: VerifiedRelease, base: string): Promise<string> {
     const plain = vr.release.files.get(base);
     if (plain && (await this.cache.has(plain.sha256))) return this.cache.blobPath(plain.sha256);
     for (const ext of INDEX_COMPRESSIONS) {
       const entry = vr.release.files.get(base + ext);
       if (!entry) continue;
+      if (!plain && ext !== "") {
+        const cached = join(this.cache.root, "indexes", `${entry.sha256}.plain`);
+        if (await exists(cached)) return cached;
+      }
       if (this.offline) throw new BerthError(`offline, and ${base} of ${vr.repo.suite} is not cached`);
       return this.fetchIndex(vr, entry, plain);
     }
@@ -145,17 +156,60 @@ export class Archive {
     );
   }
 
+  /**
+   * A file the Release lists, exactly as published (compressed), verified and stored by its SHA-256.
+   * For large indexes that are filtered while streaming rather than kept uncompressed.
+   */
+  async rawIndexFile(vr: VerifiedRelease, path: string): Promise<string> {
+    const entry = vr.release.files.get(path);
+    if (!entry) throw new BerthError(`${vr.repo.suite} has no ${path}`);
+    const target = this.cache.blobPath(entry.sha256);
+    if (await this.cache.has(entry.sha256)) return target;
+    if (this.offline) throw new BerthError(`offline, and ${path} of ${vr.repo.suite} is not cached`);
+    const { url, res } = await this.getIndexBody(vr, entry);
+    const task = this.progress.task(`${vr.repo.suite} ${path}`, entry.size, "bytes");
+    const h = new HashingStream();
+    h.on("data", (c: Buffer) => task.advance(c.length));
+    try {
+      await writeStreamAtomic(target, res.stream, [h], () => {
+        const got = h.digest();
+        if (got !== entry.sha256 || h.bytes !== entry.size)
+          throw new BerthError(`hash mismatch for ${url}: Release says sha256 ${entry.sha256}, got ${got}`);
+      });
+    } finally {
+      task.done();
+    }
+    return target;
+  }
+
+  /**
+   * Opens an index file for download: by hash where the suite offers it (those URLs never change
+   * while the mirror updates), else, or when a mirror lacks the by-hash copy, by name. Either way the
+   * content is checked against the Release hash afterwards.
+   */
+  private async getIndexBody(
+    vr: VerifiedRelease,
+    entry: ReleaseFile,
+  ): Promise<{ url: string; res: Awaited<ReturnType<typeof httpGet>> }> {
+    if (vr.release.acquireByHash) {
+      const dir = entry.path.slice(0, entry.path.lastIndexOf("/"));
+      const url = this.distUrl(vr.repo, `${dir}/by-hash/SHA256/${entry.sha256}`);
+      try {
+        return { url, res: await httpGet(url) };
+      } catch (e) {
+        if (!(e instanceof HttpNotFound)) throw e;
+      }
+    }
+    const url = this.distUrl(vr.repo, entry.path);
+    return { url, res: await httpGet(url) };
+  }
+
   private async fetchIndex(
     vr: VerifiedRelease,
     entry: ReleaseFile,
     plain: ReleaseFile | undefined,
   ): Promise<string> {
-    // by-hash URLs never change under us while the mirror updates.
-    const dir = entry.path.slice(0, entry.path.lastIndexOf("/"));
-    const url = vr.release.acquireByHash
-      ? this.distUrl(vr.repo, `${dir}/by-hash/SHA256/${entry.sha256}`)
-      : this.distUrl(vr.repo, entry.path);
-    const res = await httpGet(url);
+    const { url, res } = await this.getIndexBody(vr, entry);
     const task = this.progress.task(`${vr.repo.suite} ${entry.path}`, entry.size, "bytes");
     const raw = new HashingStream();
     raw.on("data", (c: Buffer) => task.advance(c.length));

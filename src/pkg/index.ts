@@ -29,6 +29,7 @@ export interface PackageRecord {
   provides?: string;
   conflicts?: string;
   breaks?: string;
+  recommends?: string;
   /** Which repository (suite) the record came from. */
   origin: string;
   /** Base URL of the mirror that serves `filename`. */
@@ -85,7 +86,7 @@ export interface Provider {
   version?: string;
 }
 
-type RelationKind = "depends" | "preDepends" | "provides" | "conflicts" | "breaks";
+type RelationKind = "depends" | "preDepends" | "provides" | "conflicts" | "breaks" | "recommends";
 
 export class PackageIndex {
   readonly architecture: string;
@@ -147,6 +148,7 @@ export class PackageIndex {
       provides: s.Provides,
       conflicts: s.Conflicts,
       breaks: s.Breaks,
+      recommends: s.Recommends,
       origin,
       baseUri,
       id: 0,

@@ -10,7 +10,7 @@ import type { PackageIndex, PackageRecord } from "./index.ts";
 import { formatGroup, formatRelation, type Relation, type RelationGroup } from "./relation.ts";
 import { satisfies } from "./version.ts";
 
-export type ReasonKind = "requested" | "essential" | "required" | "pre-depends" | "depends";
+export type ReasonKind = "requested" | "essential" | "priority" | "pre-depends" | "depends" | "recommends";
 
 export interface Reason {
   kind: ReasonKind;
@@ -59,6 +59,10 @@ export interface ResolveOptions {
   essential?: boolean;
   /** Also install every Priority: required package. */
   required?: boolean;
+  /** Also install every package of these priorities (mmdebstrap's standard variant: required, important, standard). */
+  priorities?: string[];
+  /** Follow Recommends as apt does with APT::Install-Recommends (satisfied when possible, never fatal). */
+  recommends?: boolean;
 }
 
 const PRIORITY_RANK: Record<string, number> = {
@@ -89,8 +93,11 @@ class Resolver {
   readonly marked = new Map<string, { rec: PackageRecord; reason: Reason }>();
   readonly unsatisfied: Problem[] = [];
 
-  constructor(index: PackageIndex, installed: readonly PackageRecord[]) {
+  private readonly recommends: boolean;
+
+  constructor(index: PackageIndex, installed: readonly PackageRecord[], recommends = false) {
     this.index = index;
+    this.recommends = recommends;
     for (const rec of installed) {
       this.installedNames.add(rec.name);
       this.enter(rec);
@@ -207,7 +214,11 @@ class Resolver {
     }
     if (!alreadyMarked) this.markOnly(cand, reason);
 
-    for (const { kind, group } of this.critical(cand)) {
+    const deps: { kind: "pre-depends" | "depends" | "recommends"; group: RelationGroup }[] =
+      this.critical(cand);
+    if (this.recommends)
+      for (const group of this.index.relations(cand, "recommends")) deps.push({ kind: "recommends", group });
+    for (const { kind, group } of deps) {
       if (group.some((r) => this.satisfiedNow(r))) continue;
       let found = false;
       for (const sol of this.possibleSolutions(group)) {
@@ -216,6 +227,7 @@ class Resolver {
           break;
         }
       }
+      if (!found && kind === "recommends") continue; // Recommends are never critical
       if (!found) {
         if (!fromUser) {
           // MarkInstall_DiscardInstall: only this package is unmarked; what it pulled in stays.
@@ -278,7 +290,7 @@ export function resolve(
   request: readonly RequestItem[],
   opts: ResolveOptions = {},
 ): Resolution {
-  const r = new Resolver(index, opts.installed ?? []);
+  const r = new Resolver(index, opts.installed ?? [], opts.recommends ?? false);
   const roots: { rec: PackageRecord; reason: Reason }[] = [];
   const problems: Problem[] = [];
 
@@ -302,9 +314,12 @@ export function resolve(
 
   if (opts.essential)
     for (const n of index.names()) if (index.candidate(n)?.essential) addRoot(n, { kind: "essential" });
-  if (opts.required)
-    for (const n of index.names())
-      if (index.candidate(n)?.priority === "required") addRoot(n, { kind: "required" });
+  const priorities = new Set([...(opts.priorities ?? []), ...(opts.required ? ["required"] : [])]);
+  if (priorities.size)
+    for (const n of index.names()) {
+      const c = index.candidate(n);
+      if (c?.priority && priorities.has(c.priority) && !c.essential) addRoot(n, { kind: "priority" });
+    }
   for (const item of request) addRoot(item.name, { kind: "requested" }, item);
 
   // apt-get marks every requested package first, then installs the dependencies of each.

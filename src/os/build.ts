@@ -1,0 +1,357 @@
+// `berth os build`: profile -> plan -> root (mmdebstrap) -> configured, trimmed root -> squashfs root
+// image, kernel, initramfs, ESP and GPT disk -> manifest and report. Work happens in a scratch directory
+// and a sibling staging directory; the output directory only ever receives a finished image (rename), so
+// an interrupted build leaves nothing half-made there.
+
+import { existsSync, readFileSync } from "node:fs";
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { BerthError } from "../cli/errors.ts";
+import { liveChildren, run } from "../common/exec.ts";
+import { writeFileAtomic } from "../common/fsutil.ts";
+import { sha256File, sha256Hex } from "../common/hash.ts";
+import { type Progress, silentProgress } from "../common/progress.ts";
+import { treeDigest } from "../common/tree-digest.ts";
+import { buildBusyboxImage } from "../images/busybox.ts";
+import type { Archive } from "../pkg/archive.ts";
+import { readDebFile } from "../pkg/deb.ts";
+import { whyChain } from "../pkg/resolve.ts";
+import { BERTH_VERSION, buildBasePackage } from "./base-package.ts";
+import { customizeRoot } from "./customize.ts";
+import { makeDisk, makeEsp, makeSquashfs, parseSize, squashfsArgs } from "./disk.ts";
+import { buildInitramfs, ROOT_LABEL } from "./initramfs.ts";
+import { type Artifact, inspectRoot, type Manifest } from "./manifest.ts";
+import { type BuildPlan, planBuild } from "./plan.ts";
+import type { Profile } from "./profile.ts";
+import { makeReport, reportMarkdown } from "./report.ts";
+import { makeRootfs } from "./rootfs.ts";
+
+export interface BuildOptions {
+  out: string;
+  archive: Archive;
+  progress?: Progress;
+  sshKeys?: string[];
+  /** The baseline profile for the report, or false for none. */
+  baseline?: Profile | false;
+  /** Reuse a root image compressed earlier from an identical tree (default true). */
+  imageCache?: boolean;
+}
+
+export interface BuildResult {
+  out: string;
+  manifest: Manifest;
+  baselineDir?: string;
+  notes: string[];
+}
+
+/** Unmounts everything below `dir` (mmdebstrap mounts /proc, /sys, /dev inside the root while it runs). */
+async function unmountBelow(dir: string): Promise<void> {
+  const mounts = readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((l) => l.split(" ")[4]?.replace(/\\040/g, " "))
+    .filter((m): m is string => !!m && (m === dir || m.startsWith(`${dir}/`)))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) await run("umount", ["-l", m]);
+}
+
+/** Removes a scratch tree without crossing into mounted file systems. */
+export async function removeTree(dir: string): Promise<void> {
+  if (!existsSync(dir)) return;
+  await unmountBelow(dir);
+  await run("rm", ["-rf", "--one-file-system", dir]);
+}
+
+const pidAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** Staging and scratch directories left by builds that were killed. */
+async function removeStale(parent: string, prefix: string): Promise<void> {
+  for (const e of await readdir(parent).catch(() => [] as string[])) {
+    const m = new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}(\\d+)`).exec(e);
+    if (m && !pidAlive(Number(m[1]))) await removeTree(join(parent, e));
+  }
+}
+
+async function artifact(dir: string, file: string): Promise<Artifact> {
+  const p = join(dir, file);
+  return { file, bytes: (await stat(p)).size, sha256: await sha256File(p) };
+}
+
+/** Files the builder needs from the archive but does not install: busybox for the initramfs and check image, systemd-boot for the ESP. */
+async function helperDebs(
+  plan: BuildPlan,
+  archive: Archive,
+): Promise<{ busybox: string; systemdBoot: string }> {
+  const need = (name: string) => {
+    const r = plan.index.candidate(name);
+    if (!r)
+      throw new BerthError(
+        `${name} is not in ${plan.sources.suites.join(", ")}; Berth needs it to build images`,
+      );
+    return r;
+  };
+  const [busybox, systemdBoot] = await archive.fetchDebs([need("busybox-static"), need("systemd-boot-efi")]);
+  return { busybox: busybox!, systemdBoot: systemdBoot! };
+}
+
+/** Stops running engines (mmdebstrap, mksquashfs) and waits for them, so nothing writes while we clean up. */
+async function stopChildren(): Promise<void> {
+  const children = [...liveChildren].filter((c) => c.exitCode === null && c.signalCode === null);
+  const exited = children.map((c) => new Promise<void>((r) => c.once("close", () => r())));
+  for (const c of children) c.kill("SIGTERM");
+  const timeout = new Promise<void>((r) => setTimeout(r, 20_000).unref());
+  await Promise.race([Promise.all(exited), timeout]);
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  await Promise.race([Promise.all(exited), new Promise<void>((r) => setTimeout(r, 5_000).unref())]);
+}
+
+/** Where interrupted builds are cleaned up from: registered while a build runs. */
+const cleanups = new Set<() => Promise<void>>();
+let handlersInstalled = false;
+function installSignalHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const)
+    process.on(sig, () => {
+      process.stderr.write(`\nberth: ${sig}: stopping the build and removing its partial files\n`);
+      void stopChildren()
+        .then(() => Promise.allSettled([...cleanups].map((c) => c())))
+        .then(() => process.exit(130));
+    });
+}
+
+function profileDigest(p: Profile): string {
+  return sha256Hex(readFileSync(p.source));
+}
+
+export async function buildImage(profile: Profile, o: BuildOptions): Promise<BuildResult> {
+  const started = performance.now();
+  const progress = o.progress ?? silentProgress;
+  const out = resolve(o.out);
+  const parent = dirname(out);
+  await mkdir(parent, { recursive: true });
+  await removeStale(parent, `.${basename(out)}.partial-`);
+  const workParent = await o.archive.cache.dir("os", "work");
+  await removeStale(workParent, "");
+
+  const phases: Record<string, number> = {};
+  const timed = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    try {
+      return await f();
+    } finally {
+      phases[name] = Math.round((performance.now() - t0) / 100) / 10;
+    }
+  };
+  const plan = await timed("plan", () => planBuild(profile, o.archive, { progress }));
+  for (const n of plan.notes) progress.note(`note: ${n}`);
+
+  const staging = join(parent, `.${basename(out)}.partial-${process.pid}`);
+  const work = join(workParent, `${process.pid}-${profile.name}`);
+  const cleanup = async () => {
+    await removeTree(work);
+    await removeTree(staging);
+  };
+  installSignalHandlers();
+  cleanups.add(cleanup);
+  try {
+    await cleanup();
+    await mkdir(staging, { recursive: true });
+    await mkdir(work, { recursive: true });
+    const sde = plan.sourceDateEpoch;
+
+    const helpers = await helperDebs(plan, o.archive);
+    const checkImage = await buildBusyboxImage(helpers.busybox, sde);
+    const baseDeb = await buildBasePackage(profile, checkImage.archive, work, sde);
+
+    const root = join(work, "root");
+    progress.note(
+      `building the root of ${profile.name} with mmdebstrap (${profile.variant}, ${plan.resolution.packages.length} packages)`,
+    );
+    await timed("mmdebstrap", () =>
+      makeRootfs(plan, o.archive, work, root, { progress, localDebs: [baseDeb] }),
+    );
+    const custom = await timed("customize", () =>
+      customizeRoot(root, profile, { progress, sourceDateEpoch: sde, extraKeys: o.sshKeys }),
+    );
+    const kv = custom.kernelVersion;
+
+    // The kernel boots from the ESP; the root keeps only its config (for kernel-check).
+    await copyFile(join(root, "boot", `vmlinuz-${kv}`), join(staging, "vmlinuz"));
+    await copyFile(join(root, "boot", `config-${kv}`), join(staging, "kernel.config"));
+    for (const f of await readdir(join(root, "boot")))
+      if (!f.startsWith("config-")) await rm(join(root, "boot", f), { recursive: true, force: true });
+
+    progress.note("initramfs");
+    const initrd = await timed("initramfs", () =>
+      buildInitramfs({
+        busyboxDeb: helpers.busybox,
+        root,
+        kernelVersion: kv,
+        rootFsType: "squashfs",
+        sourceDateEpoch: sde,
+      }),
+    );
+    await writeFile(join(staging, "initrd.img"), initrd);
+
+    const inspected = await inspectRoot(root);
+    progress.note(`compressing the root (${profile.image.compression})`);
+    await timed("squashfs", () =>
+      compressRoot(
+        root,
+        join(staging, "root.squashfs"),
+        profile.image.compression,
+        sde,
+        o.imageCache === false ? undefined : o.archive,
+      ),
+    );
+
+    progress.note("disk image");
+    const seed = `${profile.name}/${profileDigest(profile)}`;
+    const cmdline = kernelCmdline(profile);
+    await makeEsp({
+      out: join(work, "esp.img"),
+      sizeMiB: 64,
+      systemdBoot: await extractSystemdBoot(helpers.systemdBoot, work),
+      kernel: join(staging, "vmlinuz"),
+      initrd: join(staging, "initrd.img"),
+      cmdline,
+      seed,
+    });
+    await timed("disk", () =>
+      makeDisk({
+        out: join(staging, "disk.img"),
+        esp: join(work, "esp.img"),
+        root: join(staging, "root.squashfs"),
+        stateBytes: parseSize(profile.image.stateSize),
+        seed,
+      }),
+    );
+    await writeFile(join(staging, "cmdline"), `${cmdline}\n`);
+
+    const res = plan.resolution;
+    const packages = inspected.packages.map((p) => {
+      const chain = whyChain(res, p.name);
+      const why =
+        p.name === "berth-base"
+          ? ["berth-base (Berth's configuration for this profile)"]
+          : (chain?.map((c) => c.name) ?? ["(chosen by apt)"]);
+      return { ...p, why };
+    });
+    const artifacts = await Promise.all(
+      ["root.squashfs", "vmlinuz", "initrd.img", "disk.img", "kernel.config"].map((f) =>
+        artifact(staging, f),
+      ),
+    );
+    const manifest: Manifest = {
+      berthVersion: BERTH_VERSION,
+      profile: profile.name,
+      profileSha256: profileDigest(profile),
+      kernelVersion: kv,
+      sourceDateEpoch: sde,
+      archive: plan.archive,
+      ...inspected,
+      packages,
+      purgedPackages: custom.purged,
+      droppedModuleDirs: custom.droppedModuleDirs,
+      compressedBytes: artifacts[0]!.bytes,
+      artifacts,
+      buildSeconds: Math.round((performance.now() - started) / 100) / 10,
+      phases,
+    };
+    await writeFile(join(staging, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+    await writeFile(join(staging, "profile.yaml"), await readFile(profile.source));
+
+    let baselineDir: string | undefined;
+    if (o.baseline) {
+      baselineDir = await ensureBaseline(o.baseline, plan, o);
+      const baseManifest = JSON.parse(await readFile(join(baselineDir, "manifest.json"), "utf8")) as Manifest;
+      await writeReport(staging, manifest, baseManifest);
+    } else await writeReport(staging, manifest, undefined);
+
+    // Publish: the output directory changes in one rename.
+    const old = `${out}.old-${process.pid}`;
+    if (existsSync(out)) await rename(out, old);
+    await rename(staging, out);
+    await removeTree(old);
+    return { out, manifest, baselineDir, notes: plan.notes };
+  } finally {
+    await removeTree(work);
+    await removeTree(staging);
+    cleanups.delete(cleanup);
+  }
+}
+
+/**
+ * mksquashfs is most of a warm build's time. Its output depends only on the tree and the options, so a
+ * root image made from a tree with the same content digest is reused from the cache.
+ */
+async function compressRoot(
+  root: string,
+  out: string,
+  compression: Profile["image"]["compression"],
+  sde: number,
+  archive?: Archive,
+): Promise<void> {
+  if (!archive) return makeSquashfs(root, out, compression, sde);
+  const dir = await archive.cache.dir("os", "images");
+  const key = sha256Hex(`${await treeDigest(root)} ${squashfsArgs(compression, sde).join(" ")}`);
+  const cached = join(dir, `${key}.squashfs`);
+  if (existsSync(cached)) {
+    await copyFile(cached, out);
+    return;
+  }
+  await makeSquashfs(root, out, compression, sde);
+  await copyFile(out, `${cached}.tmp-${process.pid}`);
+  await rename(`${cached}.tmp-${process.pid}`, cached);
+  // Keep the newest few.
+  const files = (await readdir(dir)).filter((f) => f.endsWith(".squashfs"));
+  if (files.length > 6) {
+    const dated = await Promise.all(files.map(async (f) => ({ f, t: (await stat(join(dir, f))).mtimeMs })));
+    for (const { f } of dated.sort((a, b) => b.t - a.t).slice(6)) await rm(join(dir, f), { force: true });
+  }
+}
+
+export function kernelCmdline(p: Profile): string {
+  // systemd.gpt_auto=0: the ESP is only for booting; the read-only root has no /efi to automount it on.
+  return [`berth.root=${ROOT_LABEL}`, "systemd.gpt_auto=0", ...p.kernel.cmdline].join(" ");
+}
+
+async function extractSystemdBoot(deb: string, work: string): Promise<string> {
+  const efi = await readDebFile(deb, "usr/lib/systemd/boot/efi/systemd-bootx64.efi");
+  if (!efi) throw new BerthError(`${deb} has no systemd-bootx64.efi`);
+  const path = join(work, "systemd-bootx64.efi");
+  await writeFile(path, efi);
+  return path;
+}
+
+export async function writeReport(
+  dir: string,
+  image: Manifest,
+  baseline: Manifest | undefined,
+): Promise<void> {
+  const report = makeReport(image, baseline);
+  await writeFileAtomic(join(dir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
+  await writeFileAtomic(join(dir, "report.md"), reportMarkdown(report));
+}
+
+/**
+ * The baseline image for a report, built once per (baseline profile, archive state) and kept in the
+ * cache, so every image built from the same archive is compared with the same stock install.
+ */
+export async function ensureBaseline(baseline: Profile, plan: BuildPlan, o: BuildOptions): Promise<string> {
+  const key = sha256Hex(
+    JSON.stringify([BERTH_VERSION, profileDigest(baseline), plan.archive.map((a) => a.releaseSha256)]),
+  ).slice(0, 16);
+  const dir = join(await o.archive.cache.dir("os", "baselines"), `${baseline.name}-${key}`);
+  if (existsSync(join(dir, "manifest.json"))) return dir;
+  o.progress?.note(`building the ${baseline.name} baseline for this archive state (once; cached in ${dir})`);
+  await buildImage(baseline, { ...o, out: dir, baseline: false });
+  return dir;
+}

@@ -1,0 +1,95 @@
+// The manifest of a built image: what is in it (packages with versions and sources, units), how big it is,
+// and the digests of every artifact. It is also the input of the trimming report.
+
+import { lstat, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { readRootPackages } from "../pkg/status.ts";
+import type { ArchiveState } from "./plan.ts";
+import { UnitTree } from "./units.ts";
+
+export interface ManifestPackage {
+  name: string;
+  version: string;
+  architecture: string;
+  source: string;
+  sourceVersion: string;
+  /** Why the package is in the image: the chain from the profile, e.g. ["docker.io", "containerd", "runc"]. */
+  why?: string[];
+}
+
+export interface Artifact {
+  file: string;
+  bytes: number;
+  sha256: string;
+}
+
+export interface Manifest {
+  berthVersion: string;
+  profile: string;
+  profileSha256: string;
+  kernelVersion: string;
+  sourceDateEpoch: number;
+  archive: ArchiveState[];
+  packages: ManifestPackage[];
+  purgedPackages: string[];
+  droppedModuleDirs: string[];
+  defaultTarget: string;
+  enabledServices: string[];
+  serviceUnits: string[];
+  /** Apparent size of every file in the root (what the image holds, uncompressed). */
+  installedBytes: number;
+  /** Size of the compressed root image. */
+  compressedBytes: number;
+  artifacts: Artifact[];
+  buildSeconds: number;
+  /** Seconds spent in each build phase (plan, mmdebstrap, customize, initramfs, squashfs, disk). */
+  phases: Record<string, number>;
+}
+
+/** Sum of the apparent sizes of regular files and symlinks under `root` (hard links counted once). */
+export async function treeBytes(root: string): Promise<number> {
+  let total = 0;
+  const seen = new Set<string>();
+  const walk = async (dir: string): Promise<void> => {
+    for (const e of await readdir(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) await walk(p);
+      else {
+        const st = await lstat(p);
+        const key = `${st.dev}:${st.ino}`;
+        if (st.nlink > 1) {
+          if (seen.has(key)) continue;
+          seen.add(key);
+        }
+        total += st.size;
+      }
+    }
+  };
+  await walk(root);
+  return total;
+}
+
+export async function inspectRoot(
+  root: string,
+): Promise<
+  Pick<Manifest, "packages" | "defaultTarget" | "enabledServices" | "serviceUnits" | "installedBytes">
+> {
+  const pkgs = await readRootPackages(root);
+  const units = new UnitTree(root);
+  return {
+    packages: pkgs
+      .filter((p) => p.status === "installed")
+      .map((p) => ({
+        name: p.name,
+        version: p.version,
+        architecture: p.architecture,
+        source: p.source,
+        sourceVersion: p.sourceVersion,
+      }))
+      .sort((a, b) => (a.name < b.name ? -1 : 1)),
+    defaultTarget: units.defaultTarget(),
+    enabledServices: units.enabledServices(),
+    serviceUnits: units.serviceUnitFiles(),
+    installedBytes: await treeBytes(root),
+  };
+}

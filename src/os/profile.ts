@@ -1,0 +1,345 @@
+// The OS profile: a YAML description of a Berth image. The schema is TypeBox (so it is also a JSON
+// Schema); errors are reported with the file, line and key they come from, before anything is fetched.
+
+import { readFileSync } from "node:fs";
+import Type, { type Static } from "typebox";
+import Value from "typebox/value";
+import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
+import { UsageError } from "../cli/errors.ts";
+
+const PackageName = Type.String({ pattern: "^[a-z0-9][a-z0-9+.-]+$" });
+const UnitName = Type.String({
+  pattern: "^[A-Za-z0-9:_.@\\\\-]+\\.(service|socket|timer|path|mount|target)$",
+});
+const UserName = Type.String({ pattern: "^[a-z_][a-z0-9_-]{0,31}$" });
+
+export const ProfileSchema = Type.Object(
+  {
+    name: Type.String({ pattern: "^[a-z0-9][a-z0-9-]*$" }),
+    description: Type.Optional(Type.String()),
+    archive: Type.Optional(
+      Type.Object(
+        {
+          suite: Type.Optional(Type.String({ pattern: "^[a-z0-9][a-z0-9.+-]*$" })),
+          updates: Type.Optional(Type.Boolean()),
+          security: Type.Optional(Type.Boolean()),
+          mirror: Type.Optional(Type.String({ pattern: "^(https?|file)://" })),
+          securityMirror: Type.Optional(Type.String({ pattern: "^(https?|file)://" })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    architecture: Type.Optional(Type.Literal("amd64")),
+    /** mmdebstrap's starting set: essential (Essential: yes only), minbase, or standard (a stock install). */
+    variant: Type.Optional(
+      Type.Union([Type.Literal("essential"), Type.Literal("minbase"), Type.Literal("standard")]),
+    ),
+    recommends: Type.Optional(Type.Boolean()),
+    kernel: Type.Optional(
+      Type.Object(
+        {
+          package: Type.Optional(PackageName),
+          cmdline: Type.Optional(Type.Array(Type.String({ pattern: "^\\S+$" }))),
+          /** Module directories under kernel/ left out of the image, e.g. drivers/infiniband. */
+          dropModules: Type.Optional(Type.Array(Type.String({ pattern: "^[a-z0-9_/-]+$" }))),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    runtime: Type.Optional(Type.Union([Type.Literal("docker"), Type.Literal("containerd")])),
+    packages: Type.Optional(Type.Array(PackageName)),
+    cut: Type.Optional(
+      Type.Object(
+        {
+          docs: Type.Optional(Type.Boolean()),
+          manpages: Type.Optional(Type.Boolean()),
+          locales: Type.Optional(Type.Boolean()),
+          hwdb: Type.Optional(Type.Boolean()),
+          packageManager: Type.Optional(Type.Boolean()),
+          /** Packages only maintainer scripts need; purged once the image is configured. */
+          installTimeOnly: Type.Optional(Type.Array(PackageName)),
+          /** Extra dpkg path-exclude patterns, as paths inside packages. */
+          paths: Type.Optional(Type.Array(Type.String({ pattern: "^/" }))),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    services: Type.Optional(
+      Type.Object(
+        {
+          enable: Type.Optional(Type.Array(UnitName)),
+          disable: Type.Optional(Type.Array(UnitName)),
+          mask: Type.Optional(Type.Array(UnitName)),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    sysctls: Type.Optional(
+      Type.Record(Type.String({ pattern: "^[a-z0-9_.*/-]+$" }), Type.Union([Type.String(), Type.Number()])),
+    ),
+    users: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            name: UserName,
+            uid: Type.Optional(Type.Integer({ minimum: 1000, maximum: 59999 })),
+            groups: Type.Optional(Type.Array(Type.String({ pattern: "^[a-z_][a-z0-9_-]*$" }))),
+            sudo: Type.Optional(Type.Union([Type.Literal("nopasswd"), Type.Literal(false)])),
+            sshAuthorizedKeys: Type.Optional(Type.Array(Type.String({ pattern: "^(ssh-|ecdsa-|sk-)" }))),
+          },
+          { additionalProperties: false },
+        ),
+      ),
+    ),
+    hostname: Type.Optional(Type.String({ pattern: "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$" })),
+    network: Type.Optional(
+      Type.Object({ dhcp: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+    ),
+    image: Type.Optional(
+      Type.Object(
+        {
+          compression: Type.Optional(
+            Type.Union([Type.Literal("xz"), Type.Literal("zstd"), Type.Literal("gzip")]),
+          ),
+          /** Size of the writable state partition, e.g. 4G. */
+          stateSize: Type.Optional(Type.String({ pattern: "^[0-9]+[MG]$" })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type RawProfile = Static<typeof ProfileSchema>;
+
+/** A profile with every default filled in. */
+export interface Profile {
+  name: string;
+  description: string;
+  suite: string;
+  updates: boolean;
+  security: boolean;
+  mirror?: string;
+  securityMirror?: string;
+  architecture: "amd64";
+  variant: "essential" | "minbase" | "standard";
+  recommends: boolean;
+  kernel: { package: string; cmdline: string[]; dropModules: string[] };
+  runtime: "docker" | "containerd";
+  packages: string[];
+  cut: {
+    docs: boolean;
+    manpages: boolean;
+    locales: boolean;
+    hwdb: boolean;
+    packageManager: boolean;
+    installTimeOnly: string[];
+    paths: string[];
+  };
+  services: { enable: string[]; disable: string[]; mask: string[] };
+  sysctls: Record<string, string>;
+  users: {
+    name: string;
+    uid: number;
+    groups: string[];
+    sudo: "nopasswd" | false;
+    sshAuthorizedKeys: string[];
+  }[];
+  hostname: string;
+  network: { dhcp: boolean };
+  image: { compression: "xz" | "zstd" | "gzip"; stateSize: string };
+  /** Where the profile came from, for messages. */
+  source: string;
+  /** Line of each top-level list item, for messages about packages and services found later. */
+  lines: Map<string, number>;
+}
+
+function lineOf(lc: LineCounter, node: Node | undefined | null): number | undefined {
+  const start = node?.range?.[0];
+  return start === undefined ? undefined : lc.linePos(start).line;
+}
+
+/** The YAML node at a JSON-pointer path; for an unknown key, the key's own node. */
+function nodeAt(root: Node | null, pointer: string, keyNode = false): Node | undefined {
+  const parts = pointer
+    .split("/")
+    .slice(1)
+    .map((p) => p.replace(/~1/g, "/").replace(/~0/g, "~"));
+  let node: Node | null | undefined = root;
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i]!;
+    if (isMap(node)) {
+      const pair = node.items.find((it) => isScalar(it.key) && String(it.key.value) === part);
+      if (!pair) return node;
+      if (keyNode && i === parts.length - 1) return pair.key as Node;
+      node = pair.value as Node | null;
+    } else if (isSeq(node)) {
+      node = node.items[Number(part)] as Node | undefined;
+    } else return node ?? undefined;
+  }
+  return node ?? undefined;
+}
+
+function suggest(name: string, options: string[]): string {
+  const dist = (a: string, b: string) => {
+    const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+    for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+    for (let i = 1; i <= a.length; i++)
+      for (let j = 1; j <= b.length; j++)
+        d[i]![j] = Math.min(
+          d[i - 1]![j]! + 1,
+          d[i]![j - 1]! + 1,
+          d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+        );
+    return d[a.length]![b.length]!;
+  };
+  const best = options.map((o) => [o, dist(name, o)] as const).sort((x, y) => x[1] - y[1])[0];
+  return best && best[1] <= 3 ? ` (did you mean "${best[0]}"?)` : "";
+}
+
+/** The sub-schema at a JSON-pointer path of a profile value. */
+function schemaAt(pointer: string): unknown {
+  let schema: unknown = ProfileSchema;
+  for (const part of pointer.split("/").slice(1)) {
+    const s = schema as { properties?: Record<string, unknown>; items?: unknown; anyOf?: unknown[] };
+    if (s.properties?.[part]) schema = s.properties[part];
+    else if (s.items) schema = s.items;
+    else return undefined;
+  }
+  return schema;
+}
+
+function keysAllowedAt(pointer: string): string[] {
+  return Object.keys(
+    (schemaAt(pointer) as { properties?: Record<string, unknown> } | undefined)?.properties ?? {},
+  );
+}
+
+/** For a union of literals, the literals; else undefined. */
+function choicesAt(pointer: string): string[] | undefined {
+  const anyOf = (schemaAt(pointer) as { anyOf?: { const?: unknown }[] } | undefined)?.anyOf;
+  if (!anyOf?.every((a) => a.const !== undefined)) return undefined;
+  return anyOf.map((a) => String(a.const));
+}
+
+/** Parses and validates a profile's text. Every problem becomes one UsageError naming file, line and key. */
+export function parseProfile(text: string, source = "profile"): Profile {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length) {
+    const e = doc.errors[0]!;
+    const line = lc.linePos(e.pos[0]).line;
+    throw new UsageError(`${source}:${line}: ${e.message.split("\n")[0]}`);
+  }
+  const raw = doc.toJS() as unknown;
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw))
+    throw new UsageError(`${source}: a profile is a YAML mapping`);
+  const errors = [...Value.Errors(ProfileSchema, raw)];
+  // Report the most specific error: an unknown key, else the first one at the deepest path.
+  const unknown = errors.find((e) => e.message === "schema is false");
+  if (unknown) {
+    const path = unknown.instancePath;
+    const key = path.split("/").pop()!;
+    const parent = path.slice(0, path.lastIndexOf("/"));
+    const line = lineOf(lc, nodeAt(doc.contents, path, true));
+    throw new UsageError(
+      `${source}:${line ?? "?"}: unknown key "${key}"${parent ? ` under "${parent.slice(1).replace(/\//g, ".")}"` : ""}${suggest(key, keysAllowedAt(parent))}`,
+    );
+  }
+  if (errors.length) {
+    const e = [...errors].sort(
+      (a, b) => b.instancePath.split("/").length - a.instancePath.split("/").length,
+    )[0]!;
+    const line = lineOf(lc, nodeAt(doc.contents, e.instancePath));
+    const where = e.instancePath ? e.instancePath.slice(1).replace(/\//g, ".") : "profile";
+    const choices = choicesAt(e.instancePath);
+    const message = choices ? `must be one of: ${choices.join(", ")}` : e.message;
+    throw new UsageError(`${source}:${line ?? "?"}: ${where}: ${message}`);
+  }
+  const r = raw as RawProfile;
+  const lines = new Map<string, number>();
+  const note = (path: string, items: unknown[] | undefined) =>
+    items?.forEach((_, i) => {
+      const l = lineOf(lc, nodeAt(doc.contents, `${path}/${i}`));
+      if (l) lines.set(`${path}/${i}`, l);
+    });
+  note("/packages", r.packages);
+  note("/services/enable", r.services?.enable);
+  note("/services/disable", r.services?.disable);
+  note("/services/mask", r.services?.mask);
+  note("/cut/installTimeOnly", r.cut?.installTimeOnly);
+  const kernelLine = lineOf(lc, nodeAt(doc.contents, "/kernel/package"));
+  if (kernelLine) lines.set("/kernel/package", kernelLine);
+
+  const users = (r.users ?? []).map((u, i) => ({
+    name: u.name,
+    uid: u.uid ?? 1000 + i,
+    groups: u.groups ?? [],
+    sudo: u.sudo ?? false,
+    sshAuthorizedKeys: u.sshAuthorizedKeys ?? [],
+  }));
+  const seen = new Set<string>();
+  for (const u of users) {
+    if (seen.has(u.name)) throw new UsageError(`${source}: user "${u.name}" is declared twice`);
+    seen.add(u.name);
+  }
+  return {
+    name: r.name,
+    description: r.description ?? "",
+    suite: r.archive?.suite ?? "trixie",
+    updates: r.archive?.updates ?? true,
+    security: r.archive?.security ?? true,
+    mirror: r.archive?.mirror,
+    securityMirror: r.archive?.securityMirror,
+    architecture: "amd64",
+    variant: r.variant ?? "essential",
+    recommends: r.recommends ?? false,
+    kernel: {
+      package: r.kernel?.package ?? "linux-image-cloud-amd64",
+      cmdline: r.kernel?.cmdline ?? ["console=ttyS0,115200"],
+      dropModules: r.kernel?.dropModules ?? [],
+    },
+    runtime: r.runtime ?? "docker",
+    packages: r.packages ?? [],
+    cut: {
+      docs: r.cut?.docs ?? true,
+      manpages: r.cut?.manpages ?? true,
+      locales: r.cut?.locales ?? true,
+      hwdb: r.cut?.hwdb ?? true,
+      packageManager: r.cut?.packageManager ?? true,
+      installTimeOnly: r.cut?.installTimeOnly ?? [],
+      paths: r.cut?.paths ?? [],
+    },
+    services: {
+      enable: r.services?.enable ?? [],
+      disable: r.services?.disable ?? [],
+      mask: r.services?.mask ?? [],
+    },
+    sysctls: Object.fromEntries(Object.entries(r.sysctls ?? {}).map(([k, v]) => [k, String(v)])),
+    users,
+    hostname: r.hostname ?? "berth",
+    network: { dhcp: r.network?.dhcp ?? true },
+    image: { compression: r.image?.compression ?? "xz", stateSize: r.image?.stateSize ?? "2G" },
+    source,
+    lines,
+  };
+}
+
+export function readProfile(path: string): Profile {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new UsageError(
+      `cannot read profile ${path}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`,
+    );
+  }
+  return parseProfile(text, path);
+}
+
+/** Where a list item of the profile was written, for messages like "profile.yaml:12". */
+export function whereIs(p: Profile, pointer: string): string {
+  const l = p.lines.get(pointer);
+  return l ? `${p.source}:${l}` : p.source;
+}
