@@ -2,8 +2,11 @@
 // The `berth` command: one family of subcommands per part of the product.
 
 import { Command, CommanderError } from "commander";
+import { registerDbCommands } from "../db/commands.ts";
 import { registerOsCommands } from "../os/commands.ts";
 import { registerPkgCommands } from "../pkg/commands.ts";
+import { registerScanCommands } from "../scan/commands.ts";
+
 import { errorLine, exitCodeOf } from "./errors.ts";
 
 export function buildProgram(): Command {
@@ -32,6 +35,9 @@ Examples:
   program.exitOverride();
   registerPkgCommands(program);
   registerOsCommands(program);
+  registerScanCommands(program);
+  registerDbCommands(program);
+
   // Every subcommand exits through our handler too.
   const override = (c: Command) => {
     c.exitOverride();
@@ -65,6 +71,11 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A reader that goes away (berth scan host | head) is not an error of ours.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(process.exitCode ?? 0);
+});
 const code = await main(process.argv.slice(2));
+
 // Let stdout drain before exiting so piped JSON is never cut short.
 process.exitCode = code;

@@ -160,7 +160,25 @@ WantedBy=multi-user.target
 `,
     },
     {
+      path: "usr/lib/systemd/system/berth-ssh-keygen.service",
+      mode: 0o644,
+      content: `[Unit]
+Description=Berth: SSH host keys (made on the host, never shipped in the image)
+ConditionPathExists=/usr/bin/ssh-keygen
+Before=ssh.service ssh.socket sshd.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target ssh.service ssh.socket
+`,
+    },
+    {
       path: "etc/ssh/sshd_config.d/50-berth.conf",
+
       mode: 0o644,
       content:
         "# Berth: keys only.\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n",

@@ -10,10 +10,19 @@ import { runChecked } from "../common/exec.ts";
 import { type Progress, silentProgress } from "../common/progress.ts";
 import type { Profile } from "./profile.ts";
 
-const chroot = (root: string, what: string, cmd: string[], env: NodeJS.ProcessEnv = {}) =>
-  runChecked(what, "chroot", [root, ...cmd], {
-    env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C.UTF-8", ...env },
-  });
+/** Runs commands inside the root, with the build's SOURCE_DATE_EPOCH (useradd dates accounts by it). */
+type Chroot = (what: string, cmd: string[]) => Promise<unknown>;
+
+function chrootIn(root: string, sourceDateEpoch: number): Chroot {
+  return (what, cmd) =>
+    runChecked(what, "chroot", [root, ...cmd], {
+      env: {
+        PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+        LC_ALL: "C.UTF-8",
+        SOURCE_DATE_EPOCH: String(sourceDateEpoch),
+      },
+    });
+}
 
 export interface CustomizeOptions {
   progress?: Progress;
@@ -51,17 +60,17 @@ async function setupFilesystemLayout(root: string): Promise<void> {
   await chmod(join(root, "var/roothome"), 0o700);
 }
 
-async function setupUsers(root: string, p: Profile, extraKeys: string[]): Promise<void> {
+async function setupUsers(root: string, p: Profile, extraKeys: string[], chroot: Chroot): Promise<void> {
   for (const [i, u] of p.users.entries()) {
     const groups = [];
     for (const g of u.groups) {
       const exists = (await readFile(join(root, "etc/group"), "utf8"))
         .split("\n")
         .some((l) => l.startsWith(`${g}:`));
-      if (!exists) await chroot(root, `creating group ${g}`, ["groupadd", "--system", g]);
+      if (!exists) await chroot(`creating group ${g}`, ["groupadd", "--system", g]);
       groups.push(g);
     }
-    await chroot(root, `creating user ${u.name}`, [
+    await chroot(`creating user ${u.name}`, [
       "useradd",
       "--create-home",
       "--home-dir",
@@ -93,10 +102,12 @@ async function setupUsers(root: string, p: Profile, extraKeys: string[]): Promis
   }
 }
 
-async function setupUnits(root: string, p: Profile): Promise<void> {
+async function setupUnits(root: string, p: Profile, chroot: Chroot): Promise<void> {
   const run = (verb: string, units: string[]) =>
-    units.length ? chroot(root, `systemctl ${verb}`, ["systemctl", verb, ...units]) : undefined;
+    units.length ? chroot(`systemctl ${verb}`, ["systemctl", verb, ...units]) : undefined;
   const berthUnits = ["berth-resolvconf.path", "berth-preload-images.service", "berth-check.service"];
+  if (existsSync(join(root, "usr/sbin/sshd"))) berthUnits.push("berth-ssh-keygen.service");
+
   if (p.runtime === "docker") berthUnits.push("berth-docker-tcp.socket");
   await run("enable", [...p.services.enable, ...berthUnits]);
   await run("disable", p.services.disable);
@@ -118,13 +129,13 @@ async function setupNetworkNames(root: string, p: Profile): Promise<void> {
   }
 }
 
-async function purgeInstallTimeOnly(root: string, p: Profile): Promise<string[]> {
+async function purgeInstallTimeOnly(root: string, p: Profile, chroot: Chroot): Promise<string[]> {
   const installed = await installedNames(root);
   const purge = p.cut.installTimeOnly.filter((n) => installed.has(n));
   if (!purge.length) return [];
   // Dependents first, perl last: maintainer scripts of the others may still need it.
   const ordered = [...purge.filter((n) => n !== "perl-base"), ...purge.filter((n) => n === "perl-base")];
-  await chroot(root, "purging install-time-only packages", [
+  await chroot("purging install-time-only packages", [
     "dpkg",
     "--purge",
     "--force-depends",
@@ -134,7 +145,12 @@ async function purgeInstallTimeOnly(root: string, p: Profile): Promise<string[]>
   return ordered;
 }
 
-async function dropKernelModules(root: string, p: Profile, version: string): Promise<string[]> {
+async function dropKernelModules(
+  root: string,
+  p: Profile,
+  version: string,
+  chroot: Chroot,
+): Promise<string[]> {
   const base = join(root, "usr/lib/modules", version, "kernel");
   const dropped: string[] = [];
   for (const dir of p.kernel.dropModules) {
@@ -143,7 +159,7 @@ async function dropKernelModules(root: string, p: Profile, version: string): Pro
     await rm(path, { recursive: true });
     dropped.push(dir);
   }
-  if (dropped.length) await chroot(root, "depmod", ["depmod", version]);
+  if (dropped.length) await chroot("depmod", ["depmod", version]);
   return dropped;
 }
 
@@ -169,9 +185,11 @@ const NON_REPRODUCIBLE = [
 
 async function normalise(root: string, p: Profile): Promise<void> {
   for (const f of NON_REPRODUCIBLE) await rm(join(root, f), { force: true, recursive: true });
-  // "uninitialized" marks the first boot: systemd creates the ID then, and first-boot units such as
-  // sshd-keygen (host keys) run. An empty file would not count as first boot.
-  await writeFile(join(root, "etc/machine-id"), "uninitialized\n");
+  // Empty: systemd generates the ID at boot and systemd-machine-id-commit stores it in the /etc overlay.
+  // Not "uninitialized", which would make it a "first boot" and apply unit presets behind the image's
+  // back (enabling units the manifest does not list); berth-ssh-keygen makes the host keys instead.
+  await writeFile(join(root, "etc/machine-id"), "");
+
   for (const f of await readdir(join(root, "etc/ssh")).catch(() => [] as string[]))
     if (f.startsWith("ssh_host_")) await rm(join(root, "etc/ssh", f));
   for (const dir of ["var/log", "var/cache", "tmp", "var/tmp"]) {
@@ -203,11 +221,12 @@ export async function customizeRoot(root: string, p: Profile, o: CustomizeOption
   progress.note("configuring: layout, users, units");
   await setupFilesystemLayout(root);
   await setupNetworkNames(root, p);
-  await setupUsers(root, p, o.extraKeys ?? []);
-  await setupUnits(root, p);
+  const chroot = chrootIn(root, o.sourceDateEpoch);
+  await setupUsers(root, p, o.extraKeys ?? [], chroot);
+  await setupUnits(root, p, chroot);
   progress.note("trimming: install-time-only packages, kernel modules");
-  const purged = await purgeInstallTimeOnly(root, p);
-  const droppedModuleDirs = await dropKernelModules(root, p, kernelVersion);
+  const purged = await purgeInstallTimeOnly(root, p, chroot);
+  const droppedModuleDirs = await dropKernelModules(root, p, kernelVersion, chroot);
   await normalise(root, p);
   return { kernelVersion, purged, droppedModuleDirs };
 }

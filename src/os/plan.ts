@@ -47,6 +47,8 @@ export const BASE_UNITS = [
   "berth-resolvconf.path",
   "berth-preload-images.service",
   "berth-check.service",
+  "berth-ssh-keygen.service",
+
   "berth-docker-tcp.socket",
   "berth-docker-tcp.service",
 ];

@@ -125,6 +125,12 @@ describe("Berth OS image", () => {
       dq.stdout.trim().split("\n").sort(),
     );
     for (const a of manifest.artifacts) assert.equal(await sha256File(join(outA, a.file)), a.sha256, a.file);
+    // Nothing in the image may depend on the day it was built: account dates come from SOURCE_DATE_EPOCH.
+    const shadow = runSync("unsquashfs", ["-cat", join(outA, "root.squashfs"), "etc/shadow"]).stdout;
+    const day = String(Math.floor(manifest.sourceDateEpoch / 86400));
+    for (const line of shadow.trim().split("\n"))
+      assert.ok(["", day].includes(line.split(":")[2]!), `build-date-dependent account: ${line}`);
+
     assert.equal(manifest.compressedBytes, readFileSync(join(outA, "root.squashfs")).length);
   });
 
@@ -194,7 +200,7 @@ describe("Berth OS image", () => {
       const deps = await ssh(
         vm.sshPort,
         key,
-        "sudo systemctl list-dependencies --plain --all --no-legend default.target | sed 's/^[^a-zA-Z0-9]*//' | grep '[.]service$' | sort -u | xargs sudo systemctl show -p Id,LoadState,FragmentPath; echo ---; ls /run/systemd/generator /run/systemd/generator.early /run/systemd/generator.late 2>/dev/null",
+        "sudo systemctl list-dependencies --plain --all --no-legend default.target | sed 's/^[^a-zA-Z0-9]*//' | grep '[.]service$' | sort -u | xargs sudo systemctl show -p Id,LoadState,FragmentPath; echo ---; find /run/systemd/generator /run/systemd/generator.early /run/systemd/generator.late -name '*.service' -printf '%f\n' 2>/dev/null",
       );
       const [shown, generated] = deps.stdout.split("---");
       const live = new Set<string>();
