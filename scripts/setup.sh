@@ -11,7 +11,7 @@ APT_PACKAGES=(
   ca-certificates curl gpgv debian-archive-keyring xz-utils zstd bzip2
   mmdebstrap dpkg-dev libdpkg-dev gcc libc6-dev
   squashfs-tools dosfstools mtools fdisk e2fsprogs cpio
-  qemu-system-x86 qemu-utils ovmf openssh-client procps
+  qemu-system-x86 qemu-utils ovmf openssh-client procps skopeo zip
   docker.io
   python3 python3-apt python3-debian time
 )

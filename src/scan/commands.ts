@@ -130,14 +130,39 @@ function scanOptions(cmd: Command): Command {
     );
 }
 
+async function scanKernel(release: string | undefined, debianVersion: string | undefined, o: ScanFlags, cmd: Command): Promise<void> {
+  const db = openDb(o);
+  try {
+    let inv: Inventory;
+    if (!release) {
+      const host = await inventoryOf("host");
+      inv = { target: "running kernel", kind: "kernel", os: host.os, packages: [], kernels: host.kernels.filter((k) => k.running) };
+    } else {
+      const upstream = upstreamVersion(debianVersion ?? release);
+      if (!upstream) throw new UsageError(`cannot read a kernel version in "${release}"`);
+      const debian = debianVersion ? { package: `linux-image-${release}`, packageVersion: debianVersion } : {};
+      inv = {
+        target: `kernel ${release}`,
+        kind: "kernel",
+        os: o.release ? { id: "debian", codename: o.release } : undefined,
+        packages: [],
+        kernels: [{ release, upstream, running: false, ...debian }],
+      };
+    }
+    await emit(inv, matchInventory(db, inv, { release: o.release ?? inv.os?.codename }), db, o, cmd);
+  } finally {
+    db.close();
+  }
+}
+
 export function registerScanCommands(program: Command): void {
-  const scan = scanOptions(
+  scanOptions(
     program
       .command("scan")
-      .description(
-        "vulnerabilities of the host, a root file system, an OCI layout, a docker save archive, a Docker image or a Berth OS image",
-      )
-      .argument("<target>", "host | DIR | ARCHIVE.tar | docker:IMAGE | a berth os build output directory"),
+      .description("vulnerabilities of the host, a root file system, an OCI layout, a docker save archive, a Docker image, a Berth OS image, or a kernel")
+      .argument("<target>", "host | DIR | ARCHIVE.tar | docker:IMAGE | a berth os build output directory | kernel")
+      .argument("[release]", "with kernel: a release such as 4.4.0, 6.18.44 or 6.1.0-26-amd64 (default: the running kernel)")
+      .argument("[debianVersion]", "with kernel: the linux-image package version of a Debian kernel, e.g. 6.1.112-1"),
   )
     .addHelpText(
       "after",
@@ -148,11 +173,13 @@ Examples:
   berth scan docker:debian:trixie --ignore-unfixed --fail-on HIGH
   berth scan image.tar --format cyclonedx
   berth scan out/container-host
+  berth scan kernel                              the running kernel
   berth scan kernel 4.4.0
-  berth scan kernel 6.1.0-26-amd64 6.1.112-1`,
+  berth scan kernel 6.1.0-26-amd64 6.1.112-1 --release bookworm`,
     )
-    .action(async (target: string, o: ScanFlags, cmd: Command) => {
-      if (target === "kernel") throw new UsageError("use: berth scan kernel [RELEASE [DEBIAN-VERSION]]");
+    .action(async (target: string, release: string | undefined, debianVersion: string | undefined, o: ScanFlags, cmd: Command) => {
+      if (target === "kernel") return scanKernel(release, debianVersion, o, cmd);
+      if (release) throw new UsageError(`unexpected argument "${release}" (only "berth scan kernel" takes more)`);
       const db = openDb(o);
       try {
         const inv = await inventoryOf(target);
@@ -161,47 +188,4 @@ Examples:
         db.close();
       }
     });
-
-  scanOptions(
-    scan
-      .command("kernel")
-      .description(
-        "vulnerabilities of the running kernel, or of a given release (upstream, or Debian release and package version)",
-      )
-      .argument("[release]", "e.g. 4.4.0, 6.18.44, or 6.1.0-26-amd64")
-      .argument("[debianVersion]", "the linux-image package version of a Debian kernel, e.g. 6.1.112-1"),
-  ).action(
-    async (release: string | undefined, debianVersion: string | undefined, o: ScanFlags, cmd: Command) => {
-      const db = openDb(o);
-      try {
-        let inv: Inventory;
-        if (!release) {
-          const host = await inventoryOf("host");
-          inv = {
-            target: "running kernel",
-            kind: "kernel",
-            os: host.os,
-            packages: [],
-            kernels: host.kernels.filter((k) => k.running),
-          };
-        } else {
-          const upstream = upstreamVersion(debianVersion ?? release);
-          if (!upstream) throw new UsageError(`cannot read a kernel version in "${release}"`);
-          const debian = debianVersion
-            ? { package: `linux-image-${release}`, packageVersion: debianVersion }
-            : {};
-          inv = {
-            target: `kernel ${release}`,
-            kind: "kernel",
-            os: o.release ? { id: "debian", codename: o.release } : undefined,
-            packages: [],
-            kernels: [{ release, upstream, running: false, ...debian }],
-          };
-        }
-        await emit(inv, matchInventory(db, inv, { release: o.release ?? inv.os?.codename }), db, o, cmd);
-      } finally {
-        db.close();
-      }
-    },
-  );
 }

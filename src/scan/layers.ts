@@ -28,7 +28,8 @@ export function isInteresting(path: string): boolean {
 
 const MAX_INTERESTING_FILE = 64 * 1024 * 1024;
 /** Limits against decompression bombs: one layer may expand to at most this much. */
-export const LAYER_LIMITS = { maxBytes: 32 * 1024 ** 3, maxEntries: 4_000_000 };
+export const LAYER_LIMITS = { maxBytes: Number(process.env.BERTH_SCAN_MAX_LAYER_BYTES) || 32 * 1024 ** 3, maxEntries: 4_000_000 };
+
 
 export type LayerFile = { kind: "file"; data: Buffer } | { kind: "symlink"; target: string };
 
@@ -83,27 +84,24 @@ export async function scanLayer(source: Readable, what: string): Promise<Scanned
   return layer;
 }
 
+/** The first bytes of a stream (for its magic number), and the whole stream still to be read. */
 async function peek(stream: Readable, n: number): Promise<{ bytes: Buffer; stream: Readable }> {
-  const out = new PassThrough();
+  const pass = new PassThrough();
+  stream.on("error", (e) => pass.destroy(e));
+  stream.pipe(pass);
   const bytes = await new Promise<Buffer>((resolve, reject) => {
-    let got = Buffer.alloc(0);
-    const onData = (c: Buffer) => {
-      got = Buffer.concat([got, c]);
-      out.write(c);
-      if (got.length >= n) {
-        stream.off("data", onData);
-        stream.off("end", onEnd);
-        resolve(got);
-      }
+    const tryRead = () => {
+      const chunk = pass.read() as Buffer | null;
+      if (chunk === null) return;
+      pass.off("readable", tryRead);
+      pass.unshift(chunk);
+      resolve(chunk.subarray(0, n));
     };
-    const onEnd = () => resolve(got);
-    stream.on("data", onData);
-    stream.once("end", onEnd);
-    stream.once("error", reject);
+    pass.on("readable", tryRead);
+    pass.once("end", () => resolve(Buffer.alloc(0)));
+    pass.once("error", reject);
   });
-  stream.pipe(out);
-  stream.on("error", (e) => out.destroy(e));
-  return { bytes: bytes.subarray(0, n), stream: out };
+  return { bytes, stream: pass };
 }
 
 /** The merged view of the interesting files after each layer, and which layer set each package. */
@@ -296,19 +294,16 @@ export async function scanDockerArchive(source: Readable, what: string): Promise
     source,
     async (info, body) => {
       if (info.type !== "file") return;
-      if (
-        info.path.endsWith(".json") ||
-        info.path === "oci-layout" ||
-        info.path === "repositories" ||
-        (info.size < 64 * 1024 && info.path.startsWith("blobs/"))
-      ) {
+      const layerLike = info.path.startsWith("blobs/") || /(^|\/)layer\.tar$|\.tar(\.gz|\.zst)?$/.test(info.path);
+      if (!layerLike || info.size < 64 * 1024) {
+        // manifest.json, <config>.json, legacy <id>/json and VERSION, repositories, oci-layout, small blobs.
+        if (info.size > 16 * 1024 * 1024) return;
         const chunks: Buffer[] = [];
         for await (const c of body) chunks.push(c as Buffer);
         const buf = Buffer.concat(chunks);
         small.set(info.path, buf);
-        // A small blob may still be a (tiny) layer; keep it scannable.
-        if (info.path.startsWith("blobs/") && !looksLikeJson(buf))
-          layers.set(info.path, await scanLayer(bufferStream(buf), `${what} ${info.path}`));
+        // A small blob or layer.tar may still be a (tiny) layer; keep it scannable.
+        if (layerLike && !looksLikeJson(buf)) layers.set(info.path, await scanLayer(bufferStream(buf), `${what} ${info.path}`));
         return;
       }
       layers.set(info.path, await scanLayer(body, `${what} ${info.path}`));

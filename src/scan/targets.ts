@@ -27,22 +27,26 @@ function osOfRoot(root: string) {
   return undefined;
 }
 
-/** The running kernel: its release, its upstream version, and its Debian package if it is one. */
-export function runningKernel(packages: { name: string; version: string; status: string }[]): KernelInfo {
-  const release = readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
-  const build = readFileSync("/proc/sys/kernel/version", "utf8").trim();
+/**
+ * A running kernel from `uname -r` and `uname -v`: its upstream version, and its Debian package when
+ * it is one (a Debian kernel says "Debian 6.1.112-1" in uname -v; its release names linux-image-*).
+ */
+export function kernelFromUname(release: string, build: string, packages: { name: string; version: string; status: string }[]): KernelInfo {
   const pkg =
     packages.find((p) => p.name === `linux-image-${release}` && p.status === "installed") ??
     packages.find((p) => p.name === `linux-image-${release}-unsigned` && p.status === "installed");
-  // Debian kernels say "#1 SMP PREEMPT_DYNAMIC Debian 6.1.112-1 (2024-09-30)" in uname -v.
   const debianVersion = /Debian (\S+)/.exec(build)?.[1];
   return {
     release,
     upstream: upstreamVersion(pkg?.version ?? debianVersion ?? release),
-    package: pkg?.name,
+    package: pkg?.name ?? (debianVersion ? `linux-image-${release}` : undefined),
     packageVersion: pkg?.version ?? debianVersion,
     running: true,
   };
+}
+
+export function runningKernel(packages: { name: string; version: string; status: string }[]): KernelInfo {
+  return kernelFromUname(readFileSync("/proc/sys/kernel/osrelease", "utf8").trim(), readFileSync("/proc/sys/kernel/version", "utf8").trim(), packages);
 }
 
 export async function scanRoot(root: string, kind: "host" | "rootfs" = "rootfs"): Promise<Inventory> {
