@@ -62,6 +62,11 @@ export function berth(
   return run(BERTH, args, { ...opts, env: { ...process.env, ...opts.env } });
 }
 
+/** `berth db update` into DB from each SOURCE (`NAME` or `NAME=LOCATION`), quietly. */
+export function dbUpdate(db: string, sources: string[], extra: string[] = []): Promise<RunResult> {
+  return berth(["db", "update", "--db", db, ...sources.flatMap((s) => ["--source", s]), ...extra, "-q"]);
+}
+
 /** A fresh temp directory, removed when the process exits. */
 export function tempDir(prefix = "berth-test-"): string {
   const d = mkdtempSync(join(tmpdir(), prefix));

@@ -4,7 +4,6 @@ import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { contextOf, say, warn } from "../cli/context.ts";
 import { BerthError, UsageError } from "../cli/errors.ts";
-import { printJson } from "../cli/output.ts";
 import { writeFileAtomic } from "../common/fsutil.ts";
 import { ageDays } from "../db/commands.ts";
 import { AdvisoryDb, defaultDbPath } from "../db/database.ts";
@@ -130,17 +129,30 @@ function scanOptions(cmd: Command): Command {
     );
 }
 
-async function scanKernel(release: string | undefined, debianVersion: string | undefined, o: ScanFlags, cmd: Command): Promise<void> {
+async function scanKernel(
+  release: string | undefined,
+  debianVersion: string | undefined,
+  o: ScanFlags,
+  cmd: Command,
+): Promise<void> {
   const db = openDb(o);
   try {
     let inv: Inventory;
     if (!release) {
       const host = await inventoryOf("host");
-      inv = { target: "running kernel", kind: "kernel", os: host.os, packages: [], kernels: host.kernels.filter((k) => k.running) };
+      inv = {
+        target: "running kernel",
+        kind: "kernel",
+        os: host.os,
+        packages: [],
+        kernels: host.kernels.filter((k) => k.running),
+      };
     } else {
       const upstream = upstreamVersion(debianVersion ?? release);
       if (!upstream) throw new UsageError(`cannot read a kernel version in "${release}"`);
-      const debian = debianVersion ? { package: `linux-image-${release}`, packageVersion: debianVersion } : {};
+      const debian = debianVersion
+        ? { package: `linux-image-${release}`, packageVersion: debianVersion }
+        : {};
       inv = {
         target: `kernel ${release}`,
         kind: "kernel",
@@ -159,10 +171,21 @@ export function registerScanCommands(program: Command): void {
   scanOptions(
     program
       .command("scan")
-      .description("vulnerabilities of the host, a root file system, an OCI layout, a docker save archive, a Docker image, a Berth OS image, or a kernel")
-      .argument("<target>", "host | DIR | ARCHIVE.tar | docker:IMAGE | a berth os build output directory | kernel")
-      .argument("[release]", "with kernel: a release such as 4.4.0, 6.18.44 or 6.1.0-26-amd64 (default: the running kernel)")
-      .argument("[debianVersion]", "with kernel: the linux-image package version of a Debian kernel, e.g. 6.1.112-1"),
+      .description(
+        "vulnerabilities of the host, a root file system, an OCI layout, a docker save archive, a Docker image, a Berth OS image, or a kernel",
+      )
+      .argument(
+        "<target>",
+        "host | DIR | ARCHIVE.tar | docker:IMAGE | a berth os build output directory | kernel",
+      )
+      .argument(
+        "[release]",
+        "with kernel: a release such as 4.4.0, 6.18.44 or 6.1.0-26-amd64 (default: the running kernel)",
+      )
+      .argument(
+        "[debianVersion]",
+        "with kernel: the linux-image package version of a Debian kernel, e.g. 6.1.112-1",
+      ),
   )
     .addHelpText(
       "after",
@@ -177,15 +200,24 @@ Examples:
   berth scan kernel 4.4.0
   berth scan kernel 6.1.0-26-amd64 6.1.112-1 --release bookworm`,
     )
-    .action(async (target: string, release: string | undefined, debianVersion: string | undefined, o: ScanFlags, cmd: Command) => {
-      if (target === "kernel") return scanKernel(release, debianVersion, o, cmd);
-      if (release) throw new UsageError(`unexpected argument "${release}" (only "berth scan kernel" takes more)`);
-      const db = openDb(o);
-      try {
-        const inv = await inventoryOf(target);
-        await emit(inv, matchInventory(db, inv, { release: o.release }), db, o, cmd);
-      } finally {
-        db.close();
-      }
-    });
+    .action(
+      async (
+        target: string,
+        release: string | undefined,
+        debianVersion: string | undefined,
+        o: ScanFlags,
+        cmd: Command,
+      ) => {
+        if (target === "kernel") return scanKernel(release, debianVersion, o, cmd);
+        if (release)
+          throw new UsageError(`unexpected argument "${release}" (only "berth scan kernel" takes more)`);
+        const db = openDb(o);
+        try {
+          const inv = await inventoryOf(target);
+          await emit(inv, matchInventory(db, inv, { release: o.release }), db, o, cmd);
+        } finally {
+          db.close();
+        }
+      },
+    );
 }

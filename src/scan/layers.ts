@@ -28,8 +28,10 @@ export function isInteresting(path: string): boolean {
 
 const MAX_INTERESTING_FILE = 64 * 1024 * 1024;
 /** Limits against decompression bombs: one layer may expand to at most this much. */
-export const LAYER_LIMITS = { maxBytes: Number(process.env.BERTH_SCAN_MAX_LAYER_BYTES) || 32 * 1024 ** 3, maxEntries: 4_000_000 };
-
+export const LAYER_LIMITS = {
+  maxBytes: Number(process.env.BERTH_SCAN_MAX_LAYER_BYTES) || 32 * 1024 ** 3,
+  maxEntries: 4_000_000,
+};
 
 export type LayerFile = { kind: "file"; data: Buffer } | { kind: "symlink"; target: string };
 
@@ -294,7 +296,8 @@ export async function scanDockerArchive(source: Readable, what: string): Promise
     source,
     async (info, body) => {
       if (info.type !== "file") return;
-      const layerLike = info.path.startsWith("blobs/") || /(^|\/)layer\.tar$|\.tar(\.gz|\.zst)?$/.test(info.path);
+      const layerLike =
+        info.path.startsWith("blobs/") || /(^|\/)layer\.tar$|\.tar(\.gz|\.zst)?$/.test(info.path);
       if (!layerLike || info.size < 64 * 1024) {
         // manifest.json, <config>.json, legacy <id>/json and VERSION, repositories, oci-layout, small blobs.
         if (info.size > 16 * 1024 * 1024) return;
@@ -303,7 +306,8 @@ export async function scanDockerArchive(source: Readable, what: string): Promise
         const buf = Buffer.concat(chunks);
         small.set(info.path, buf);
         // A small blob or layer.tar may still be a (tiny) layer; keep it scannable.
-        if (layerLike && !looksLikeJson(buf)) layers.set(info.path, await scanLayer(bufferStream(buf), `${what} ${info.path}`));
+        if (layerLike && !looksLikeJson(buf))
+          layers.set(info.path, await scanLayer(bufferStream(buf), `${what} ${info.path}`));
         return;
       }
       layers.set(info.path, await scanLayer(body, `${what} ${info.path}`));

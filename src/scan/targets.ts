@@ -31,7 +31,11 @@ function osOfRoot(root: string) {
  * A running kernel from `uname -r` and `uname -v`: its upstream version, and its Debian package when
  * it is one (a Debian kernel says "Debian 6.1.112-1" in uname -v; its release names linux-image-*).
  */
-export function kernelFromUname(release: string, build: string, packages: { name: string; version: string; status: string }[]): KernelInfo {
+export function kernelFromUname(
+  release: string,
+  build: string,
+  packages: { name: string; version: string; status: string }[],
+): KernelInfo {
   const pkg =
     packages.find((p) => p.name === `linux-image-${release}` && p.status === "installed") ??
     packages.find((p) => p.name === `linux-image-${release}-unsigned` && p.status === "installed");
@@ -46,7 +50,11 @@ export function kernelFromUname(release: string, build: string, packages: { name
 }
 
 export function runningKernel(packages: { name: string; version: string; status: string }[]): KernelInfo {
-  return kernelFromUname(readFileSync("/proc/sys/kernel/osrelease", "utf8").trim(), readFileSync("/proc/sys/kernel/version", "utf8").trim(), packages);
+  return kernelFromUname(
+    readFileSync("/proc/sys/kernel/osrelease", "utf8").trim(),
+    readFileSync("/proc/sys/kernel/version", "utf8").trim(),
+    packages,
+  );
 }
 
 export async function scanRoot(root: string, kind: "host" | "rootfs" = "rootfs"): Promise<Inventory> {

@@ -13,7 +13,7 @@ import { sha256File } from "../../src/common/hash.ts";
 import type { Manifest } from "../../src/os/manifest.ts";
 import { startVm } from "../../src/os/qemu.ts";
 import type { Report } from "../../src/os/report.ts";
-import { BERTH, berth, ROOT, run, runSync, SHARED_DATA, tempDir } from "../helpers.ts";
+import { BERTH, berth, dbUpdate, ROOT, run, runSync, SHARED_DATA, tempDir } from "../helpers.ts";
 
 const PROFILE = join(ROOT, "profiles/container-host.yaml");
 const CACHE = process.env.BERTH_CACHE || "/var/cache/berth";
@@ -282,18 +282,27 @@ describe("Berth OS image", () => {
 
   test("berth scan reads the image's own database and its kernel package", async () => {
     const db = join(dir, "kernel.sqlite");
-    const up = await berth(["db", "update", "--db", db, "--source", `kernel-cna=${join(SHARED_DATA, "kernel-cna/cves.jsonl.gz")}`, "-q"]);
+    const up = await dbUpdate(db, [`kernel-cna=${join(SHARED_DATA, "kernel-cna/cves.jsonl.gz")}`]);
     assert.equal(up.code, 0, up.stderr);
     const r = await berth(["scan", outA, "--db", db, "--json", "-q"]);
     assert.equal(r.code, 0, r.stderr);
-    const s = JSON.parse(r.stdout) as { packages: number; kernels: { package?: string }[]; findings: { kernel?: unknown }[] };
+    const s = JSON.parse(r.stdout) as {
+      packages: number;
+      kernels: { package?: string }[];
+      findings: { kernel?: unknown }[];
+    };
     assert.equal(s.packages, manifest.packages.length);
-    assert.deepEqual(s.kernels.map((k) => k.package), [`linux-image-${manifest.kernelVersion}`]);
-    assert.ok(s.findings.some((f) => f.kernel), "no kernel findings from the CNA data");
+    assert.deepEqual(
+      s.kernels.map((k) => k.package),
+      [`linux-image-${manifest.kernelVersion}`],
+    );
+    assert.ok(
+      s.findings.some((f) => f.kernel),
+      "no kernel findings from the CNA data",
+    );
   });
 
   test("kernel-check on the built image finds every feature Docker needs", async () => {
-
     const r = await berth(["os", "kernel-check", outA]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
   });

@@ -1,9 +1,10 @@
 // The advisory database and the matching rules, on the real data in ../shared/data and small fixtures.
 
 import assert from "node:assert/strict";
-import { copyFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
+import { gunzipSync } from "node:zlib";
 import { fixedVersions, parseChangelog } from "../../src/db/changelog.ts";
 import { AdvisoryDb } from "../../src/db/database.ts";
 import { debianStatus, importTrackerJson } from "../../src/db/importers/debian-tracker.ts";
@@ -11,13 +12,11 @@ import { importAdvisoryList, parseAdvisoryList } from "../../src/db/importers/ds
 import { importKernelCna, importKernelStreams } from "../../src/db/importers/kernel.ts";
 import { importOsv, inOsvRange } from "../../src/db/importers/osv.ts";
 import { cvss3BaseScore, severityFromUrgency } from "../../src/db/severity.ts";
+import { compareVersions } from "../../src/pkg/version.ts";
 import type { Inventory } from "../../src/scan/inventory.ts";
 import { cnaAffects, compareKernelVersions, streamAffects } from "../../src/scan/kernel-match.ts";
 import { matchInventory, matchUpstreamKernel } from "../../src/scan/match.ts";
-import { compareVersions } from "../../src/pkg/version.ts";
-import { readFileSync } from "node:fs";
-import { gunzipSync } from "node:zlib";
-import { berth, isOneLineError, ROOT, runSync, SHARED_DATA, tempDir } from "../helpers.ts";
+import { berth, dbUpdate, isOneLineError, ROOT, runSync, SHARED_DATA, tempDir } from "../helpers.ts";
 
 const fixture = (f: string) => join(ROOT, "test/fixtures/scan", f);
 const TRACKER = join(SHARED_DATA, "debian-tracker/tracker-sample.json");
@@ -45,7 +44,11 @@ describe("advisory database", () => {
     const data = JSON.parse(readFileSync(TRACKER, "utf8"));
     const n = importTrackerJson(db, data, TRACKER);
     assert.ok(n > 10);
-    const rows = db.db.prepare("SELECT vuln_id, release, status, fixed_version FROM advisories WHERE package = 'chromium' AND vuln_id = 'CVE-2022-0456'").all() as { release: string; status: string; fixed_version: string | null }[];
+    const rows = db.db
+      .prepare(
+        "SELECT vuln_id, release, status, fixed_version FROM advisories WHERE package = 'chromium' AND vuln_id = 'CVE-2022-0456'",
+      )
+      .all() as { release: string; status: string; fixed_version: string | null }[];
     const bookworm = rows.find((r) => r.release === "bookworm")!;
     assert.deepEqual([bookworm.status, bookworm.fixed_version], ["fixed", "98.0.4758.80-1"]);
     assert.equal(debianStatus({ status: "resolved", fixed_version: "0" }), "not-affected");
@@ -64,12 +67,22 @@ describe("advisory database", () => {
       target: "t",
       kind: "rootfs",
       os: { id: "debian", codename: "bookworm" },
-      packages: [pkg("bash", "5.2.15-2+b2", "bash", "5.2.15-2"), pkg("linux-libc-dev", "6.1.112-1", "linux", "6.1.112-1")],
+      packages: [
+        pkg("bash", "5.2.15-2+b2", "bash", "5.2.15-2"),
+        pkg("linux-libc-dev", "6.1.112-1", "linux", "6.1.112-1"),
+      ],
       kernels: [],
     };
     const f = matchInventory(db, inv);
     const byId = Object.fromEntries(f.map((x) => [x.vulnId, x]));
-    assert.deepEqual(Object.keys(byId).sort(), ["CVE-2099-0001", "CVE-2099-0003", "CVE-2099-0004", "CVE-2099-0005", "CVE-2099-0006", "CVE-2099-0009"]);
+    assert.deepEqual(Object.keys(byId).sort(), [
+      "CVE-2099-0001",
+      "CVE-2099-0003",
+      "CVE-2099-0004",
+      "CVE-2099-0005",
+      "CVE-2099-0006",
+      "CVE-2099-0009",
+    ]);
     assert.equal(byId["CVE-2099-0001"]!.status, "fixed");
     assert.equal(byId["CVE-2099-0001"]!.fixedVersion, "99:1-1");
     assert.equal(byId["CVE-2099-0001"]!.severity, "HIGH");
@@ -95,27 +108,47 @@ describe("advisory database", () => {
     const dsa = parseAdvisoryList(readFileSync(join(SHARED_DATA, "debian-tracker/DSA.list"), "utf8"));
     const xorg = dsa.find((e) => e.id === "DSA-5380-1")!;
     assert.deepEqual(xorg.cves, ["CVE-2023-1393"]);
-    assert.deepEqual(xorg.releases, [{ release: "bullseye", package: "xorg-server", version: "2:1.20.11-1+deb11u6", state: undefined }]);
+    assert.deepEqual(xorg.releases, [
+      { release: "bullseye", package: "xorg-server", version: "2:1.20.11-1+deb11u6", state: undefined },
+    ]);
   });
 
   test("OSV: a file, a directory and a zip import the same; ranges and CVSS are read", async () => {
     const dir = tempDir();
     copyFileSync(fixture("osv-zlib.json"), join(dir, "a.json"));
     copyFileSync(fixture("osv-npm.json"), join(dir, "b.json"));
-    assert.equal(runSync("zip", ["-q", "-j", join(dir, "all.zip"), join(dir, "a.json"), join(dir, "b.json")]).code, 0);
+    assert.equal(
+      runSync("zip", ["-q", "-j", join(dir, "all.zip"), join(dir, "a.json"), join(dir, "b.json")]).code,
+      0,
+    );
     const counts = [];
     for (const src of [dir, join(dir, "all.zip")]) {
       const db = freshDb();
       counts.push(await importOsv(db, src));
-      const row = db.db.prepare("SELECT release, status, fixed_version FROM advisories WHERE package = 'zlib'").get() as Record<string, string>;
+      const row = db.db
+        .prepare("SELECT release, status, fixed_version FROM advisories WHERE package = 'zlib'")
+        .get() as Record<string, string>;
       assert.deepEqual({ ...row }, { release: "bookworm", status: "fixed", fixed_version: "1:99.0-1" });
-      const npm = db.db.prepare("SELECT ecosystem FROM advisories WHERE package = 'left-pad'").get() as Record<string, string>;
+      const npm = db.db
+        .prepare("SELECT ecosystem FROM advisories WHERE package = 'left-pad'")
+        .get() as Record<string, string>;
       assert.equal(npm.ecosystem, "npm");
-      const v = db.db.prepare("SELECT cvss, severity FROM vulnerabilities WHERE vuln_id = 'CVE-2099-2000'").get() as Record<string, unknown>;
+      const v = db.db
+        .prepare("SELECT cvss, severity FROM vulnerabilities WHERE vuln_id = 'CVE-2099-2000'")
+        .get() as Record<string, unknown>;
       assert.deepEqual({ ...v }, { cvss: 9.8, severity: "CRITICAL" });
-      const inv: Inventory = { target: "t", kind: "rootfs", os: { id: "debian", codename: "bookworm" }, packages: [pkg("zlib1g", "1:1.2.13.dfsg-1", "zlib")], kernels: [] };
+      const inv: Inventory = {
+        target: "t",
+        kind: "rootfs",
+        os: { id: "debian", codename: "bookworm" },
+        packages: [pkg("zlib1g", "1:1.2.13.dfsg-1", "zlib")],
+        kernels: [],
+      };
       const f = matchInventory(db, inv);
-      assert.deepEqual(f.map((x) => [x.vulnId, x.fixedVersion, x.severity]), [["CVE-2099-2000", "1:99.0-1", "CRITICAL"]]);
+      assert.deepEqual(
+        f.map((x) => [x.vulnId, x.fixedVersion, x.severity]),
+        [["CVE-2099-2000", "1:99.0-1", "CRITICAL"]],
+      );
     }
     assert.equal(counts[0], counts[1]);
     const bad = join(dir, "bad.zip");
@@ -124,9 +157,23 @@ describe("advisory database", () => {
   });
 
   test("OSV range semantics and CVSS 3.1 base scores", () => {
-    const ev = [{ introduced: "1.0-1" }, { fixed: "1.2-1" }, { introduced: "2.0-1" }, { last_affected: "2.1-1" }];
+    const ev = [
+      { introduced: "1.0-1" },
+      { fixed: "1.2-1" },
+      { introduced: "2.0-1" },
+      { last_affected: "2.1-1" },
+    ];
     const at = (v: string) => inOsvRange(v, ev, compareVersions);
-    assert.deepEqual(["0.9-1", "1.0-1", "1.1-5", "1.2-1", "1.9", "2.0-1", "2.1-1", "2.1-2"].map(at), [false, true, true, false, false, true, true, false]);
+    assert.deepEqual(["0.9-1", "1.0-1", "1.1-5", "1.2-1", "1.9", "2.0-1", "2.1-1", "2.1-2"].map(at), [
+      false,
+      true,
+      true,
+      false,
+      false,
+      true,
+      true,
+      false,
+    ]);
     assert.equal(cvss3BaseScore("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"), 9.8);
     assert.equal(cvss3BaseScore("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:H"), 9.1);
     assert.equal(cvss3BaseScore("CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H"), 7.8);
@@ -149,17 +196,26 @@ foo (1.2-2) unstable; urgency=medium
  -- Jane <j@example.org>  Sun, 31 Dec 2098 00:00:00 +0000
 `;
     const entries = parseChangelog(text);
-    assert.deepEqual(entries.map((e) => [e.version, e.distributions, e.urgency, e.cves]), [
-      ["1.2-3", ["bookworm-security"], "high", ["CVE-2099-1111", "CVE-2099-2222"]],
-      ["1.2-2", ["unstable"], "medium", ["CVE-2099-1111", "CVE-2099-3333"]],
-    ]);
-    assert.deepEqual(Object.fromEntries(fixedVersions(entries, compareVersions)), { "CVE-2099-1111": "1.2-2", "CVE-2099-2222": "1.2-3", "CVE-2099-3333": "1.2-2" });
+    assert.deepEqual(
+      entries.map((e) => [e.version, e.distributions, e.urgency, e.cves]),
+      [
+        ["1.2-3", ["bookworm-security"], "high", ["CVE-2099-1111", "CVE-2099-2222"]],
+        ["1.2-2", ["unstable"], "medium", ["CVE-2099-1111", "CVE-2099-3333"]],
+      ],
+    );
+    assert.deepEqual(Object.fromEntries(fixedVersions(entries, compareVersions)), {
+      "CVE-2099-1111": "1.2-2",
+      "CVE-2099-2222": "1.2-3",
+      "CVE-2099-3333": "1.2-2",
+    });
     // dpkg-parsechangelog agrees on the entries.
     const file = join(tempDir(), "changelog");
     writeFileSync(file, text);
     const dp = runSync("dpkg-parsechangelog", ["-l", file, "--all", "--format", "rfc822"]);
-    assert.deepEqual([...dp.stdout.matchAll(/^Version: (\S+)$/gm)].map((m) => m[1]), ["1.2-3", "1.2-2"]);
-
+    assert.deepEqual(
+      [...dp.stdout.matchAll(/^Version: (\S+)$/gm)].map((m) => m[1]),
+      ["1.2-3", "1.2-2"],
+    );
   });
 });
 
@@ -186,7 +242,9 @@ describe("kernel CVEs", () => {
     const release = readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
     const upstream = /^\d+\.\d+(\.\d+)?/.exec(release)![0];
     const branch = upstream.split(".").slice(0, 2).join(".");
-    const findings = new Set(matchUpstreamKernel(db, { release, upstream, running: true }).map((f) => f.vulnId));
+    const findings = new Set(
+      matchUpstreamKernel(db, { release, upstream, running: true }).map((f) => f.vulnId),
+    );
     assert.ok(findings.size > 0, `no CNA entries for ${upstream}`);
     // Independent reading of the raw records: a fix on this branch newer than us means affected;
     // a fix on this branch at or below us means not affected.
@@ -194,29 +252,53 @@ describe("kernel CVEs", () => {
     for (const line of gunzipSync(readFileSync(CNA)).toString("utf8").split("\n")) {
       if (!line) continue;
       const rec = JSON.parse(line);
-      const semver = rec.containers?.cna?.affected?.find((a: { versions?: { versionType?: string }[] }) => a.versions?.some((v) => v.versionType === "semver"));
-      const fix = semver?.versions?.find((v: { lessThanOrEqual?: string; status?: string }) => v.status === "unaffected" && v.lessThanOrEqual === `${branch}.*`);
+      const semver = rec.containers?.cna?.affected?.find((a: { versions?: { versionType?: string }[] }) =>
+        a.versions?.some((v) => v.versionType === "semver"),
+      );
+      const fix = semver?.versions?.find(
+        (v: { lessThanOrEqual?: string; status?: string }) =>
+          v.status === "unaffected" && v.lessThanOrEqual === `${branch}.*`,
+      );
       if (!fix || semver.defaultStatus !== "affected") continue;
-      const introduced = semver.versions.find((v: { status?: string; lessThan?: string; lessThanOrEqual?: string }) => v.status === "affected" && !v.lessThan && !v.lessThanOrEqual)?.version;
+      const introduced = semver.versions.find(
+        (v: { status?: string; lessThan?: string; lessThanOrEqual?: string }) =>
+          v.status === "affected" && !v.lessThan && !v.lessThanOrEqual,
+      )?.version;
       if (introduced && compareKernelVersions(upstream, introduced) < 0) continue;
       const expected = compareKernelVersions(upstream, fix.version) < 0;
-      assert.equal(findings.has(rec.cveMetadata.cveId), expected, `${rec.cveMetadata.cveId}: fixed on ${branch} in ${fix.version}`);
+      assert.equal(
+        findings.has(rec.cveMetadata.cveId),
+        expected,
+        `${rec.cveMetadata.cveId}: fixed on ${branch} in ${fix.version}`,
+      );
       checked++;
     }
     assert.ok(checked > 50, `only ${checked} records with a ${branch} fix`);
-    assert.equal(cnaAffects("6.1.50", "affected", [{ version: "6.1.112", lessThanOrEqual: "6.1.*", status: "unaffected" }]), true);
-    assert.equal(cnaAffects("6.1.112", "affected", [{ version: "6.1.112", lessThanOrEqual: "6.1.*", status: "unaffected" }]), false);
+    assert.equal(
+      cnaAffects("6.1.50", "affected", [
+        { version: "6.1.112", lessThanOrEqual: "6.1.*", status: "unaffected" },
+      ]),
+      true,
+    );
+    assert.equal(
+      cnaAffects("6.1.112", "affected", [
+        { version: "6.1.112", lessThanOrEqual: "6.1.*", status: "unaffected" },
+      ]),
+      false,
+    );
   });
 
   test("berth scan kernel: releases with Dirty COW and without, JSON and exit codes", async () => {
     const dbPath = join(tempDir(), "k.sqlite");
-    const up = await berth(["db", "update", "--db", dbPath, "--source", `kernel-streams=${STREAMS}`, "--cves-txt", CVES_TXT]);
+    const up = await dbUpdate(dbPath, [`kernel-streams=${STREAMS}`], ["--cves-txt", CVES_TXT]);
     assert.equal(up.code, 0, up.stderr);
     const old = await berth(["scan", "kernel", "4.4.0", "--db", dbPath, "--json"]);
     assert.equal(old.code, 0, old.stderr);
     assert.ok(JSON.parse(old.stdout).findings.some((f: { vulnId: string }) => f.vulnId === "CVE-2016-5195"));
     const fixed = await berth(["scan", "kernel", "4.4.26", "--db", dbPath, "--json"]);
-    assert.ok(!JSON.parse(fixed.stdout).findings.some((f: { vulnId: string }) => f.vulnId === "CVE-2016-5195"));
+    assert.ok(
+      !JSON.parse(fixed.stdout).findings.some((f: { vulnId: string }) => f.vulnId === "CVE-2016-5195"),
+    );
     const fail = await berth(["scan", "kernel", "4.4.0", "--db", dbPath, "--fail-on", "unknown", "-q"]);
     assert.equal(fail.code, 1);
     const bad = await berth(["scan", "kernel", "not-a-version", "--db", dbPath]);
@@ -265,8 +347,20 @@ describe("kernel inventory", () => {
       { name: "linux-image-6.1.0-26-amd64", version: "6.1.112-1", status: "installed" },
       { name: "linux-libc-dev", version: "6.1.115-1", status: "installed" },
     ]);
-    assert.deepEqual(debian, { release: "6.1.0-26-amd64", upstream: "6.1.112", package: "linux-image-6.1.0-26-amd64", packageVersion: "6.1.112-1", running: true });
+    assert.deepEqual(debian, {
+      release: "6.1.0-26-amd64",
+      upstream: "6.1.112",
+      package: "linux-image-6.1.0-26-amd64",
+      packageVersion: "6.1.112-1",
+      running: true,
+    });
     const other = kernelFromUname("6.18.44-fc-v669", "#1 SMP PREEMPT_DYNAMIC @0", []);
-    assert.deepEqual(other, { release: "6.18.44-fc-v669", upstream: "6.18.44", package: undefined, packageVersion: undefined, running: true });
+    assert.deepEqual(other, {
+      release: "6.18.44-fc-v669",
+      upstream: "6.18.44",
+      package: undefined,
+      packageVersion: undefined,
+      running: true,
+    });
   });
 });
