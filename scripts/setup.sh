@@ -13,7 +13,7 @@ APT_PACKAGES=(
   squashfs-tools dosfstools mtools fdisk e2fsprogs cpio
   qemu-system-x86 qemu-utils ovmf openssh-client procps skopeo zip
   docker.io
-  python3 python3-apt python3-debian time
+  python3 python3-apt python3-debian time lynis
 )
 
 if [ "$(id -u)" -ne 0 ]; then

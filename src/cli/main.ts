@@ -3,6 +3,7 @@
 
 import { Command, CommanderError } from "commander";
 import { registerDbCommands } from "../db/commands.ts";
+import { registerHardenCommands } from "../harden/commands.ts";
 import { registerOsCommands } from "../os/commands.ts";
 import { registerPkgCommands } from "../pkg/commands.ts";
 import { registerScanCommands } from "../scan/commands.ts";
@@ -37,6 +38,7 @@ Examples:
   registerOsCommands(program);
   registerScanCommands(program);
   registerDbCommands(program);
+  registerHardenCommands(program);
 
   // Every subcommand exits through our handler too.
   const override = (c: Command) => {
