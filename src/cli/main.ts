@@ -5,6 +5,7 @@ import { Command, CommanderError } from "commander";
 import { registerDbCommands } from "../db/commands.ts";
 import { registerHardenCommands } from "../harden/commands.ts";
 import { registerOsCommands } from "../os/commands.ts";
+import { registerPatchCommands } from "../patch/commands.ts";
 import { registerPkgCommands } from "../pkg/commands.ts";
 import { registerScanCommands } from "../scan/commands.ts";
 
@@ -39,6 +40,7 @@ Examples:
   registerScanCommands(program);
   registerDbCommands(program);
   registerHardenCommands(program);
+  registerPatchCommands(program);
 
   // Every subcommand exits through our handler too.
   const override = (c: Command) => {

@@ -1,0 +1,442 @@
+// Live shared-library upgrade. For one process: check the new library's ABI against the mapped one
+// (every exported function present, same symbol version), make it visible in the process's root, have
+// the process dlopen it (through the ptrace helper), then — with every thread stopped and none of them
+// executing or about to return into the bytes — write a jump at the entry of every old function (and
+// of any earlier replacement), optionally rewriting GOT entries too. Every write's old bytes go into a
+// per-process journal first, so rollback can put them back, one layer at a time.
+
+import { createHash } from "node:crypto";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { basename, join } from "node:path";
+import { BerthError } from "../cli/errors.ts";
+import {
+  type ElfFile,
+  exportedFunctions,
+  firstLoadVaddr,
+  parseElf,
+  R_X86_64_GLOB_DAT,
+  R_X86_64_JUMP_SLOT,
+} from "./elf.ts";
+import type { PtraceHelper } from "./helper.ts";
+import {
+  commandName,
+  hex,
+  inOtherRoot,
+  libraryMappings,
+  type Mapping,
+  mappedFile,
+  readMaps,
+  startTime,
+} from "./proc.ts";
+
+export function patchStateDir(): string {
+  return process.env.BERTH_PATCH_STATE || "/var/lib/berth/patch";
+}
+
+const RTLD_NOW = 2n;
+
+export interface PatchWrite {
+  addr: string;
+  before: string;
+  after: string;
+  what: string;
+}
+
+export interface PatchLayer {
+  lib: string;
+  /** The new library as the process sees it. */
+  loadedAs: string;
+  sha256: string;
+  functions: number;
+  writes: PatchWrite[];
+  at: string;
+}
+
+export interface ProcessJournal {
+  pid: number;
+  startTime: string;
+  comm: string;
+  layers: PatchLayer[];
+}
+
+function journalPath(pid: number, dir: string) {
+  return join(dir, "processes", `${pid}.json`);
+}
+
+/** The process's journal, or an empty one (a journal of an earlier process with the same PID is stale). */
+export function readProcessJournal(pid: number, dir = patchStateDir()): ProcessJournal {
+  const st = startTime(pid);
+  const p = journalPath(pid, dir);
+  if (existsSync(p)) {
+    const j = JSON.parse(readFileSync(p, "utf8")) as ProcessJournal;
+    if (j.startTime === st) return j;
+  }
+  return { pid, startTime: st, comm: commandName(pid), layers: [] };
+}
+
+function writeProcessJournal(j: ProcessJournal, dir: string): void {
+  const p = journalPath(j.pid, dir);
+  mkdirSync(join(dir, "processes"), { recursive: true });
+  if (!j.layers.length) {
+    rmSync(p, { force: true });
+    return;
+  }
+  const tmp = `${p}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(j, null, 2)}\n`);
+  renameSync(tmp, p);
+}
+
+/** The shortest jump from `from` to `to` that fits in `room` bytes, or undefined. */
+export function encodeJump(from: bigint, to: bigint, room: number): Buffer | undefined {
+  const rel = to - (from + 5n);
+  if (room >= 5 && rel >= -(2n ** 31n) && rel < 2n ** 31n) {
+    const b = Buffer.alloc(5);
+    b[0] = 0xe9; // jmp rel32
+    b.writeInt32LE(Number(rel), 1);
+    return b;
+  }
+  if (room >= 14) {
+    const b = Buffer.alloc(14);
+    b.set([0xff, 0x25, 0, 0, 0, 0]); // jmp [rip+0]
+    b.writeBigUInt64LE(to, 6);
+    return b;
+  }
+  return undefined;
+}
+
+export interface AbiProblem {
+  symbol: string;
+  problem: string;
+}
+
+/** What would break if calls to `old` went to `neu`: missing functions, other versions, ifuncs, tiny functions. */
+export function abiProblems(old: ElfFile, neu: ElfFile): AbiProblem[] {
+  const out: AbiProblem[] = [];
+  const newFns = new Map(exportedFunctions(neu).map((s) => [s.name, s]));
+  for (const f of exportedFunctions(old)) {
+    const n = newFns.get(f.name);
+    if (!n) out.push({ symbol: f.name, problem: "missing from the new library" });
+    else if ((f.version ?? "") !== (n.version ?? ""))
+      out.push({
+        symbol: f.name,
+        problem: `version ${f.version ?? "(none)"} in the old library, ${n.version ?? "(none)"} in the new`,
+      });
+    else if (f.type === "ifunc" || n.type === "ifunc")
+      out.push({ symbol: f.name, problem: "an IFUNC (its entry is a resolver), not patchable" });
+    else if (f.size < 5)
+      out.push({ symbol: f.name, problem: `too small for a jump (${f.size} bytes, 5 needed)` });
+  }
+  return out;
+}
+
+interface Loaded {
+  mapping: Mapping;
+  elf: ElfFile;
+  bias: bigint;
+}
+
+function loaded(pid: number, maps: Mapping[], path: string): Loaded | undefined {
+  const m = libraryMappings(maps, path)[0];
+  if (!m) return undefined;
+  const elf = parseElf(mappedFile(pid, m));
+  return { mapping: m, elf, bias: m.start - firstLoadVaddr(elf) };
+}
+
+/** Copies the new library where the process can open it: its own root for a container. */
+function stage(pid: number, newPath: string, sha: string, dir: string): string {
+  const name = `${sha.slice(0, 16)}-${basename(newPath)}`;
+  if (inOtherRoot(pid)) {
+    const inside = `/tmp/berth-patch/${name}`;
+    const real = `/proc/${pid}/root${inside}`;
+    if (!existsSync(real)) {
+      mkdirSync(`/proc/${pid}/root/tmp/berth-patch`, { recursive: true });
+      copyFileSync(newPath, `${real}.tmp`);
+      renameSync(`${real}.tmp`, real);
+    }
+    return inside;
+  }
+  const libs = join(dir, "libs");
+  mkdirSync(libs, { recursive: true });
+  const real = join(libs, name);
+  if (!existsSync(real)) {
+    copyFileSync(newPath, `${real}.tmp`);
+    renameSync(`${real}.tmp`, real);
+  }
+  return realpathSync(real);
+}
+
+export interface PatchResult {
+  pid: number;
+  comm: string;
+  functions: number;
+  writes: number;
+  pauseNs: number;
+  retries: number;
+}
+
+export interface PatchOptions {
+  lib: string;
+  newPath: string;
+  got?: boolean;
+  stateDir?: string;
+  /** Attempts when a thread sits in the bytes to change. */
+  retries?: number;
+}
+
+const DEFAULT_RETRIES = 50;
+
+interface Planned {
+  addr: bigint;
+  bytes: Buffer;
+  what: string;
+  /** Write only when the current bytes pass this (GOT slots). */
+  onlyIf?: (before: Buffer) => boolean;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Stops the process until no thread is in `ranges`, retrying with backoff. Returns the retries used. */
+async function stopSafely(
+  h: PtraceHelper,
+  pid: number,
+  ranges: [bigint, bigint][],
+  retries: number,
+): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    await h.attach(pid);
+    const c = await h.check(ranges);
+    if (!c.busy) return attempt;
+    await h.detach();
+    if (attempt >= retries)
+      throw new BerthError(`process ${pid} keeps a thread in the code to patch (${c.busy}); try again later`);
+    // Backoff with jitter, so a thread in a periodic loop is not met at the same point every time.
+    await sleep(Math.min(2 ** attempt, 50) * (0.5 + Math.random()));
+  }
+}
+
+export async function patchLib(h: PtraceHelper, pid: number, o: PatchOptions): Promise<PatchResult> {
+  const dir = o.stateDir ?? patchStateDir();
+  const newBytes = readFileSync(o.newPath);
+  const neu = parseElf(newBytes);
+  const sha = createHash("sha256").update(newBytes).digest("hex");
+  const journal = readProcessJournal(pid, dir);
+  const maps = readMaps(pid);
+  const old = libraryMappings(maps, o.lib).filter(
+    (m) => !m.path.includes("/berth-patch/") && !m.path.includes("/patch/libs/"),
+  )[0];
+  if (!old) throw new BerthError(`process ${pid} does not map ${o.lib}`);
+  const oldElf = parseElf(mappedFile(pid, old));
+  const problems = abiProblems(oldElf, neu);
+  if (problems.length)
+    throw new BerthError(
+      `refusing ${o.newPath} for ${old.path}: ${problems
+        .slice(0, 5)
+        .map((p) => `${p.symbol} ${p.problem}`)
+        .join("; ")}${problems.length > 5 ? ` (+${problems.length - 5} more)` : ""}`,
+    );
+  const libc = maps.find((m) => m.offset === 0n && /\/libc\.so\.6$|\/libc-[\d.]+\.so$/.test(m.path));
+  if (!libc)
+    throw new BerthError(`process ${pid} does not use glibc's libc.so.6; cannot load a library into it`);
+  const libcElf = parseElf(mappedFile(pid, libc));
+  const dlopen =
+    exportedFunctions(libcElf).find((s) => s.name === "dlopen") ??
+    libcElf.symbols.find((s) => s.name === "__libc_dlopen_mode" && s.defined);
+  if (!dlopen) throw new BerthError(`process ${pid}'s libc has no dlopen`);
+  const dlopenAddr = libc.start - firstLoadVaddr(libcElf) + dlopen.value;
+  const loadedAs = stage(pid, o.newPath, sha, dir);
+
+  await h.attach(pid).catch((e: Error) => {
+    throw new BerthError(`cannot attach to process ${pid}: ${e.message}`);
+  });
+  let pauseNs = 0;
+  try {
+    if (!libraryMappings(readMaps(pid), loadedAs).length) {
+      const handle = await h.call(dlopenAddr, RTLD_NOW, loadedAs);
+      if (handle === 0n) throw new BerthError(`dlopen("${loadedAs}") failed inside process ${pid}`);
+    }
+    if (process.env.BERTH_PATCH_KILL_TARGET === "1") await h.kill(); // fault injection for tests
+  } finally {
+    pauseNs += await h.detach().catch(() => 0);
+  }
+
+  if (!existsSync(`/proc/${pid}`))
+    throw new BerthError(`process ${pid} exited during the patch; nothing was written`);
+  const now = readMaps(pid);
+  const target = loaded(pid, now, loadedAs);
+  if (!target) throw new BerthError(`process ${pid} exited or did not load ${loadedAs}`);
+  const newFns = new Map(exportedFunctions(target.elf).map((s) => [s.name, target.bias + s.value]));
+  // Entries to redirect: the original library's, and those of each earlier replacement still loaded.
+  const sources: { bias: bigint; elf: ElfFile; label: string }[] = [
+    { bias: old.start - firstLoadVaddr(oldElf), elf: oldElf, label: basename(old.path) },
+  ];
+  for (const layer of journal.layers) {
+    const prev = loaded(pid, now, layer.loadedAs);
+    if (prev && layer.loadedAs !== loadedAs)
+      sources.push({ bias: prev.bias, elf: prev.elf, label: basename(layer.loadedAs) });
+  }
+  const planned: Planned[] = [];
+  for (const s of sources)
+    for (const f of exportedFunctions(s.elf)) {
+      const to = newFns.get(f.name);
+      if (to === undefined) continue;
+      const from = s.bias + f.value;
+      const jump = encodeJump(from, to, f.size);
+      if (!jump)
+        throw new BerthError(
+          `${f.name} (${f.size} bytes) is too small for a jump this far; nothing was written`,
+        );
+      planned.push({ addr: from, bytes: jump, what: `${s.label}:${f.name}` });
+    }
+  if (o.got) planned.push(...(await gotWrites(pid, now, sources, newFns)));
+  const ranges = planned.map((p): [bigint, bigint] => [p.addr, p.addr + BigInt(p.bytes.length)]);
+
+  const retries = await stopSafely(h, pid, ranges, o.retries ?? DEFAULT_RETRIES);
+  const writes: PatchWrite[] = [];
+  const chosen: Planned[] = [];
+  try {
+    const current = await h.readMany(planned.map((p) => ({ addr: p.addr, len: p.bytes.length })));
+    planned.forEach((p, i) => {
+      const before = current[i]!;
+      if (p.onlyIf && !p.onlyIf(before)) return;
+      chosen.push(p);
+      writes.push({
+        addr: hex(p.addr),
+        before: before.toString("hex"),
+        after: p.bytes.toString("hex"),
+        what: p.what,
+      });
+    });
+    // Journal first: if anything below fails, rollback knows every byte that may have changed.
+    journal.layers.push({
+      lib: old.path,
+      loadedAs,
+      sha256: sha,
+      functions: exportedFunctions(oldElf).length,
+      writes,
+      at: new Date().toISOString(),
+    });
+    writeProcessJournal(journal, dir);
+    await h.writeMany(chosen.map((p) => ({ addr: p.addr, data: p.bytes })));
+  } catch (e) {
+    journal.layers.pop();
+    // Put back whatever was written before the failure, while the threads are still stopped.
+    await h
+      .writeMany(writes.map((w) => ({ addr: BigInt(w.addr), data: Buffer.from(w.before, "hex") })))
+      .catch(() => {});
+    writeProcessJournal(journal, dir);
+    throw e;
+  } finally {
+    pauseNs += await h.detach().catch(() => 0);
+  }
+  return { pid, comm: journal.comm, functions: newFns.size, writes: writes.length, pauseNs, retries };
+}
+
+/** GOT slots anywhere in the process that hold an old function's address (or its unresolved PLT stub). */
+async function gotWrites(
+  pid: number,
+  maps: Mapping[],
+  sources: { bias: bigint; elf: ElfFile }[],
+  newFns: Map<string, bigint>,
+): Promise<Planned[]> {
+  const oldAddrs = new Map<bigint, string>();
+  for (const s of sources) for (const f of exportedFunctions(s.elf)) oldAddrs.set(s.bias + f.value, f.name);
+  const out: Planned[] = [];
+  for (const m of maps.filter((x) => x.offset === 0n && x.path.startsWith("/"))) {
+    let elf: ElfFile;
+    try {
+      elf = parseElf(mappedFile(pid, m));
+    } catch {
+      continue;
+    }
+    const bias = m.start - firstLoadVaddr(elf);
+    for (const r of elf.relocations) {
+      if ((r.type !== R_X86_64_JUMP_SLOT && r.type !== R_X86_64_GLOB_DAT) || !r.symbol) continue;
+      const to = newFns.get(r.symbol);
+      if (to === undefined) continue;
+      const slot = bias + r.offset;
+      const b = Buffer.alloc(8);
+      b.writeBigUInt64LE(to);
+      const own = maps.filter((x) => x.path === m.path);
+      // Only slots bound to the old function, or still at the module's own lazy PLT stub.
+      const onlyIf = (before: Buffer) => {
+        const v = before.readBigUInt64LE(0);
+        return oldAddrs.has(v) || own.some((x) => v >= x.start && v < x.end);
+      };
+      out.push({ addr: slot, bytes: b, what: `GOT ${basename(m.path)}:${r.symbol}`, onlyIf });
+    }
+  }
+  return out;
+}
+
+/** Takes back the newest layer of patches in one process, after checking nothing else changed those bytes. */
+export async function rollbackLib(
+  h: PtraceHelper,
+  pid: number,
+  o: { stateDir?: string; retries?: number } = {},
+): Promise<PatchResult> {
+  const dir = o.stateDir ?? patchStateDir();
+  const journal = readProcessJournal(pid, dir);
+  const layer = journal.layers.at(-1);
+  if (!layer) throw new BerthError(`process ${pid} has no library patches to roll back`);
+  const ranges = layer.writes.map((w): [bigint, bigint] => [
+    BigInt(w.addr),
+    BigInt(w.addr) + BigInt(w.after.length / 2),
+  ]);
+  const retries = await stopSafely(h, pid, ranges, o.retries ?? DEFAULT_RETRIES);
+  let pauseNs = 0;
+  try {
+    const now = await h.readMany(
+      layer.writes.map((w) => ({ addr: BigInt(w.addr), len: w.after.length / 2 })),
+    );
+    layer.writes.forEach((w, i) => {
+      if (now[i]!.toString("hex") !== w.after)
+        throw new BerthError(
+          `${w.what} at ${w.addr} in process ${pid} changed since it was patched; not rolling back`,
+        );
+    });
+    await h.writeMany(
+      [...layer.writes].reverse().map((w) => ({ addr: BigInt(w.addr), data: Buffer.from(w.before, "hex") })),
+    );
+    journal.layers.pop();
+    writeProcessJournal(journal, dir);
+  } finally {
+    pauseNs += await h.detach().catch(() => 0);
+  }
+  return {
+    pid,
+    comm: journal.comm,
+    functions: layer.functions,
+    writes: layer.writes.length,
+    pauseNs,
+    retries,
+  };
+}
+
+/** Every process with patches, from the journals (stale ones — the process is gone — are removed). */
+export function patchStatus(dir = patchStateDir()): ProcessJournal[] {
+  const d = join(dir, "processes");
+  if (!existsSync(d)) return [];
+  const out: ProcessJournal[] = [];
+  for (const f of readdirSync(d)) {
+    const pid = Number(f.replace(/\.json$/, ""));
+    if (!Number.isInteger(pid)) continue;
+    try {
+      const j = readProcessJournal(pid, dir);
+      if (j.layers.length) out.push(j);
+      else rmSync(join(d, f), { force: true });
+    } catch {
+      rmSync(join(d, f), { force: true });
+    }
+  }
+  return out.sort((a, b) => a.pid - b.pid);
+}
