@@ -80,7 +80,8 @@ try {
       await sleep(5);
       const g = gapsSince(offset);
       offset = g.offset;
-      berthPauses.push(g.max / 1e6);
+      // No gap over the ticker's 0.4 ms threshold: count the threshold, an upper bound.
+      berthPauses.push(Math.max(g.max / 1e6, 0.4));
       berthSelf.push(r.pauseNs / 1e6);
     }
   }
@@ -136,23 +137,19 @@ try {
     `berth patch lib apply --all: ${res.done.length} patched, ${res.failed.length} failed, ${allSeconds.toFixed(2)} s wall (Node start-up included)`,
   );
 
-  printTable("patch lib: freeze of the target per operation, seen from inside it", [
-    {
-      metric: "pause p50",
-      berth: pct(berthPauses, 50),
-      peer: pct(gdbPauses, 50),
-      peerName: "gdb -batch call dlopen",
-      unit: "ms",
-      higherIsBetter: false,
-    },
-    {
-      metric: "pause p99",
-      berth: pct(berthPauses, 99),
-      peer: pct(gdbPauses, 99),
-      peerName: "gdb -batch call dlopen",
-      unit: "ms",
-      higherIsBetter: false,
-    },
+  const gdb = (metric: string, berth: number, peer: number) => ({
+    metric,
+    berth,
+    peer,
+    peerName: "gdb -batch call dlopen",
+    unit: "ms",
+    higherIsBetter: false,
+  });
+  printTable("patch lib: how long the target is frozen per operation", [
+    gdb("stop to continue p50 (berth: helper's clock)", pct(berthSelf, 50), pct(gdbPauses, 50)),
+    gdb("stop to continue p99 (berth: helper's clock)", pct(berthSelf, 99), pct(gdbPauses, 99)),
+    gdb("pause p50 seen by the target (floor 0.4 ms)", pct(berthPauses, 50), pct(gdbPauses, 50)),
+    gdb("pause p99 seen by the target", pct(berthPauses, 99), pct(gdbPauses, 99)),
   ]);
   const gdbPer = pct(gdbPauses, 50) / 1000;
   printTable("patch lib: 100 processes mapping the library", [

@@ -6,13 +6,13 @@
  * and let it run again. It speaks a line protocol on stdin/stdout so one helper serves many processes.
  *
  *   attach PID                    -> ok THREADS          every thread stopped (PTRACE_SEIZE+INTERRUPT)
- *   check DEPTH LO HI [LO HI ...]  -> ok | busy TID ADDR  no rip, and no stack word among DEPTH, in [LO,HI);
+ *   check DEPTH N LO HI ...        -> ok | busy TID ADDR  no rip, and no stack word among DEPTH, in [LO,HI);
  *                                                         a thread whose rip is inside is single-stepped out
+ *   swap PID DEPTH N LO HI ... M ADDR OLD NEW ...         attach, check, verify OLD, write NEW, detach: the
+ *                                 -> ok PAUSE_NS | busy | mismatch ADDR   whole critical section at once
  *   call FUNC ARG1 HEXSTRING      -> ok RESULT           FUNC(string, ARG1) on the main thread
  *   read ADDR LEN                 -> ok HEX
  *   write ADDR HEX                -> ok
- *   readv ADDR LEN [ADDR LEN ...]  -> ok HEX [HEX ...]    several reads in one round trip
- *   writev ADDR HEX [ADDR HEX ...] -> ok                  several writes in one round trip, in order
  *   kill                          -> ok                  SIGKILL the target (fault injection in tests)
  *   detach                        -> ok PAUSE_NS         every thread resumed; time it was stopped
  *   quit
@@ -162,48 +162,128 @@ static int in_ranges(uint64_t v, int n) {
   return 0;
 }
 
-static void do_check(char *args) {
-  char *save = NULL;
-  char *tok = strtok_r(args, " ", &save);
-  if (!tok) return reply("err check needs DEPTH");
-  long depth = strtol(tok, NULL, 10);
-  if (depth < 0 || depth > 65536) return reply("err bad depth");
-  int n = 0;
-  while ((tok = strtok_r(NULL, " ", &save)) && n < MAX_RANGES) {
-    char *hi = strtok_r(NULL, " ", &save);
-    if (!hi) return reply("err odd range list");
-    ranges[n][0] = strtoull(tok, NULL, 0);
-    ranges[n][1] = strtoull(hi, NULL, 0);
-    n++;
-  }
+/* 0 when no thread is (or is about to return) inside the ranges; else 1 with a "busy TID ADDR" message. */
+static int check_threads(int n, long depth, char *msg, size_t msglen) {
   uint64_t *stack = malloc((size_t)depth * 8 + 8);
   for (int i = 0; i < ntids; i++) {
     struct user_regs_struct r;
     if (ptrace(PTRACE_GETREGS, tids[i], 0, &r) < 0) {
+      snprintf(msg, msglen, "err getregs %d: %s", tids[i], strerror(errno));
       free(stack);
-      return reply("err getregs %d: %s", tids[i], strerror(errno));
+      return 1;
     }
     /* A thread executing the bytes to change is single-stepped out of them (a few instructions). */
     for (int step = 0; in_ranges(r.rip, n); step++) {
       int status;
       if (step >= 256 || ptrace(PTRACE_SINGLESTEP, tids[i], 0, 0) < 0 || waitpid(tids[i], &status, __WALL) < 0 ||
           !WIFSTOPPED(status) || ptrace(PTRACE_GETREGS, tids[i], 0, &r) < 0) {
+        snprintf(msg, msglen, "busy %d 0x%llx", tids[i], (unsigned long long)r.rip);
         free(stack);
-        return reply("busy %d 0x%llx", tids[i], (unsigned long long)r.rip);
+        return 1;
       }
     }
     /* Return addresses near the top of the stack: a thread that will return into changed bytes. */
     long words = depth;
     while (words > 0 && mem_read(r.rsp, stack, (size_t)words * 8) < 0) words /= 2;
     for (long w = 0; w < words; w++)
-      for (int k = 0; k < n; k++)
-        if (stack[w] >= ranges[k][0] && stack[w] < ranges[k][1]) {
-          free(stack);
-          return reply("busy %d 0x%llx", tids[i], (unsigned long long)stack[w]);
-        }
+      if (in_ranges(stack[w], n)) {
+        snprintf(msg, msglen, "busy %d 0x%llx", tids[i], (unsigned long long)stack[w]);
+        free(stack);
+        return 1;
+      }
   }
   free(stack);
+  return 0;
+}
+
+static int parse_ranges(char **save, int *n) {
+  char *tok = strtok_r(NULL, " ", save);
+  long count = tok ? strtol(tok, NULL, 10) : -1;
+  if (count < 0 || count > MAX_RANGES) return -1;
+  for (int k = 0; k < count; k++) {
+    char *lo = strtok_r(NULL, " ", save), *hi = strtok_r(NULL, " ", save);
+    if (!lo || !hi) return -1;
+    ranges[k][0] = strtoull(lo, NULL, 16);
+    ranges[k][1] = strtoull(hi, NULL, 16);
+  }
+  *n = (int)count;
+  return 0;
+}
+
+static void do_check(char *args) {
+  char *save = NULL;
+  char *tok = strtok_r(args, " ", &save);
+  long depth = tok ? strtol(tok, NULL, 10) : -1;
+  int n = 0;
+  if (depth < 0 || depth > 65536 || parse_ranges(&save, &n) < 0) return reply("err check DEPTH N LO HI...");
+  char msg[160];
+  if (check_threads(n, depth, msg, sizeof msg)) return reply("%s", msg);
   reply("ok");
+}
+
+/*
+ * The whole critical section in one request: stop every thread, make sure none is in the ranges, check
+ * that every ADDR still holds OLD, write NEW everywhere, resume. Nothing is written unless all checks pass.
+ *   swap PID DEPTH N LO HI ... M ADDR OLDHEX NEWHEX ...  -> ok PAUSE_NS | busy ... | mismatch ADDR | err ...
+ */
+static void do_swap(char *args) {
+  char *save = NULL;
+  char *tok = strtok_r(args, " ", &save);
+  pid_t pid = tok ? (pid_t)atoi(tok) : 0;
+  tok = strtok_r(NULL, " ", &save);
+  long depth = tok ? strtol(tok, NULL, 10) : -1;
+  int n = 0;
+  if (pid <= 0 || depth < 0 || depth > 65536 || parse_ranges(&save, &n) < 0) return reply("err swap PID DEPTH N ranges M writes");
+  tok = strtok_r(NULL, " ", &save);
+  long m = tok ? strtol(tok, NULL, 10) : -1;
+  if (m < 0 || m > MAX_RANGES) return reply("err bad write count");
+  static uint64_t addrs[MAX_RANGES];
+  static char *olds[MAX_RANGES], *news[MAX_RANGES];
+  for (long i = 0; i < m; i++) {
+    char *a = strtok_r(NULL, " ", &save), *o = strtok_r(NULL, " ", &save), *w = strtok_r(NULL, " ", &save);
+    if (!a || !o || !w || strlen(o) != strlen(w) || strlen(o) > 64) return reply("err bad write %ld", i);
+    addrs[i] = strtoull(a, NULL, 16);
+    olds[i] = o;
+    news[i] = w;
+  }
+  if (target) detach_all();
+  if (do_attach(pid) < 0) {
+    int e = errno;
+    detach_all();
+    return reply("err attach %d: %s", pid, strerror(e));
+  }
+  char msg[160];
+  if (check_threads(n, depth, msg, sizeof msg)) {
+    detach_all();
+    return reply("%s", msg);
+  }
+  for (long i = 0; i < m; i++) {
+    unsigned char want[32], now[32];
+    ssize_t len = unhex(olds[i], want, sizeof want);
+    if (len <= 0 || mem_read(addrs[i], now, (size_t)len) < 0 || memcmp(want, now, (size_t)len)) {
+      detach_all();
+      return reply("mismatch 0x%llx", (unsigned long long)addrs[i]);
+    }
+  }
+  for (long i = 0; i < m; i++) {
+    unsigned char buf[32];
+    ssize_t len = unhex(news[i], buf, sizeof buf);
+    if (mem_write(addrs[i], buf, (size_t)len) < 0) {
+      /* Put back what was already written, then give up. */
+      for (long k = 0; k < i; k++) {
+        ssize_t l = unhex(olds[k], buf, sizeof buf);
+        mem_write(addrs[k], buf, (size_t)l);
+      }
+      int e = errno;
+      detach_all();
+      return reply("err write 0x%llx: %s", (unsigned long long)addrs[i], strerror(e));
+    }
+  }
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  long long ns = (now.tv_sec - stopped_at.tv_sec) * 1000000000LL + (now.tv_nsec - stopped_at.tv_nsec);
+  detach_all();
+  reply("ok %lld", ns);
 }
 
 /* Runs FUNC(string, arg1) on the main thread and restores its registers exactly afterwards. */
@@ -284,39 +364,6 @@ static void do_write(char *args) {
   reply("ok");
 }
 
-static void do_readv(char *args) {
-  static char out[262144];
-  size_t used = 0;
-  char *save = NULL;
-  for (char *a = strtok_r(args, " ", &save); a; a = strtok_r(NULL, " ", &save)) {
-    char *l = strtok_r(NULL, " ", &save);
-    if (!l) return reply("err readv ADDR LEN pairs");
-    unsigned long long addr = strtoull(a, NULL, 16);
-    unsigned long len = strtoul(l, NULL, 10);
-    unsigned char buf[4096];
-    if (len > sizeof buf || used + len * 2 + 2 > sizeof out) return reply("err readv too long");
-    if (mem_read(addr, buf, len) < 0) return reply("err read 0x%llx: %s", addr, strerror(errno));
-    if (used) out[used++] = ' ';
-    for (unsigned long i = 0; i < len; i++) used += (size_t)sprintf(out + used, "%02x", buf[i]);
-  }
-  out[used] = 0;
-  reply("ok %s", out);
-}
-
-static void do_writev(char *args) {
-  char *save = NULL;
-  for (char *a = strtok_r(args, " ", &save); a; a = strtok_r(NULL, " ", &save)) {
-    char *h = strtok_r(NULL, " ", &save);
-    if (!h) return reply("err writev ADDR HEX pairs");
-    unsigned long long addr = strtoull(a, NULL, 16);
-    unsigned char buf[4096];
-    ssize_t len = unhex(h, buf, sizeof buf);
-    if (len <= 0) return reply("err bad hex");
-    if (mem_write(addr, buf, (size_t)len) < 0) return reply("err write 0x%llx: %s", addr, strerror(errno));
-  }
-  reply("ok");
-}
-
 int main(void) {
   static char line[262144];
   signal(SIGPIPE, SIG_IGN);
@@ -338,6 +385,8 @@ int main(void) {
         reply("err attach %d: %s", pid, strerror(e));
       } else
         reply("ok %d", ntids);
+    } else if (!strcmp(line, "swap")) {
+      do_swap(args);
     } else if (!target && strcmp(line, "quit")) {
       reply("err not attached");
     } else if (!strcmp(line, "check")) {
@@ -348,10 +397,7 @@ int main(void) {
       do_read(args);
     } else if (!strcmp(line, "write")) {
       do_write(args);
-    } else if (!strcmp(line, "readv")) {
-      do_readv(args);
-    } else if (!strcmp(line, "writev")) {
-      do_writev(args);
+
     } else if (!strcmp(line, "kill")) {
       kill(target, SIGKILL);
       reply("ok");

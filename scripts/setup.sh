@@ -13,7 +13,7 @@ APT_PACKAGES=(
   squashfs-tools dosfstools mtools fdisk e2fsprogs cpio
   qemu-system-x86 qemu-utils ovmf openssh-client procps skopeo zip
   docker.io
-  python3 python3-apt python3-debian time lynis
+  python3 python3-apt python3-debian time lynis kmod openssl
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -42,6 +42,8 @@ if [ ! -x node_modules/node/bin/node ] || [ "$(cat "$stamp" 2>/dev/null)" != "$w
   npm ci --cache "$CACHE/npm" --prefer-offline --no-audit --no-fund --loglevel=error
   echo "$want" > "$stamp"
 fi
+# npm ci builds the native helper (postinstall); rebuild it when its source is newer.
+[ build/berth-ptrace -nt native/berth-ptrace.c ] || sh scripts/build-native.sh
 
 start_dockerd() {
   if docker info >/dev/null 2>&1; then return 0; fi

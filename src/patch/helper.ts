@@ -30,13 +30,18 @@ export class PtraceHelper {
     });
   }
 
-  /** Sends one command; resolves with the text after "ok", rejects with the helper's error. */
-  async send(cmd: string): Promise<string> {
+  /** Sends one command and returns the reply line as it is. */
+  async raw(cmd: string): Promise<string> {
     if (this.closed) throw new BerthError("the ptrace helper exited");
-    const line = await new Promise<string>((res) => {
+    return new Promise<string>((res) => {
       this.waiting.push(res);
       this.child.stdin.write(`${cmd}\n`);
     });
+  }
+
+  /** Sends one command; resolves with the text after "ok", rejects with the helper's error. */
+  async send(cmd: string): Promise<string> {
+    const line = await this.raw(cmd);
     if (line === "ok" || line.startsWith("ok ")) return line.slice(3);
     if (line.startsWith("busy ")) return line;
     throw new BerthError(line.replace(/^err /, ""));
@@ -46,41 +51,30 @@ export class PtraceHelper {
     return Number(await this.send(`attach ${pid}`));
   }
 
-  /** "ok", or the thread and address that make the bytes unsafe to change now. */
-  async check(ranges: [bigint, bigint][], depth = 64): Promise<{ busy?: string }> {
-    const r = await this.send(
-      `check ${depth} ${ranges.map(([a, b]) => `0x${a.toString(16)} 0x${b.toString(16)}`).join(" ")}`,
-    );
-    return r.startsWith("busy ") ? { busy: r.slice(5) } : {};
-  }
-
   async call(func: bigint, arg1: bigint, str: string): Promise<bigint> {
     return BigInt(
       await this.send(`call ${func.toString(16)} ${arg1.toString(16)} ${Buffer.from(str).toString("hex")}`),
     );
   }
 
-  async read(addr: bigint, len: number): Promise<Buffer> {
-    return Buffer.from(await this.send(`read ${addr.toString(16)} ${len}`), "hex");
-  }
-
-  async write(addr: bigint, data: Buffer): Promise<void> {
-    await this.send(`write ${addr.toString(16)} ${data.toString("hex")}`);
-  }
-
-  /** Several reads in one round trip. */
-  async readMany(items: { addr: bigint; len: number }[]): Promise<Buffer[]> {
-    if (!items.length) return [];
-    const r = await this.send(`readv ${items.map((i) => `${i.addr.toString(16)} ${i.len}`).join(" ")}`);
-    return r.split(" ").map((x) => Buffer.from(x, "hex"));
-  }
-
-  /** Several writes in one round trip, in order; stops at the first failure. */
-  async writeMany(items: { addr: bigint; data: Buffer }[]): Promise<void> {
-    if (items.length)
-      await this.send(
-        `writev ${items.map((i) => `${i.addr.toString(16)} ${i.data.toString("hex")}`).join(" ")}`,
-      );
+  /**
+   * The critical section in one request: stop every thread, make sure none is in `ranges`, check each
+   * address still holds `old`, write `data`, resume. Nothing is written unless every check passes.
+   */
+  async swap(
+    pid: number,
+    ranges: [bigint, bigint][],
+    writes: { addr: bigint; old: Buffer; data: Buffer }[],
+    depth = 64,
+  ): Promise<{ pauseNs?: number; busy?: string; mismatch?: string }> {
+    const w = writes
+      .map((x) => `${x.addr.toString(16)} ${x.old.toString("hex")} ${x.data.toString("hex")}`)
+      .join(" ");
+    const line = await this.raw(`swap ${pid} ${depth} ${rangeArgs(ranges)} ${writes.length} ${w}`);
+    if (line.startsWith("ok ")) return { pauseNs: Number(line.slice(3)) };
+    if (line.startsWith("busy ")) return { busy: line.slice(5) };
+    if (line.startsWith("mismatch ")) return { mismatch: line.slice(9) };
+    throw new BerthError(line.replace(/^err /, ""));
   }
 
   /** Resumes every thread; returns how long they were stopped, in nanoseconds. */
@@ -88,12 +82,11 @@ export class PtraceHelper {
     return Number(await this.send("detach"));
   }
 
-  async kill(): Promise<void> {
-    await this.send("kill");
-  }
-
   close(): void {
     if (!this.closed) this.child.stdin.end("quit\n");
     this.lines.close();
   }
 }
+
+const rangeArgs = (ranges: [bigint, bigint][]) =>
+  `${ranges.length} ${ranges.map(([a, b]) => `${a.toString(16)} ${b.toString(16)}`).join(" ")}`;

@@ -7,11 +7,14 @@
 
 import { createHash } from "node:crypto";
 import {
+  closeSync,
   copyFileSync,
   existsSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
+  readSync,
   realpathSync,
   renameSync,
   rmSync,
@@ -205,20 +208,41 @@ interface Planned {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Stops the process until no thread is in `ranges`, retrying with backoff. Returns the retries used. */
-async function stopSafely(
+/** Current bytes of the process's memory, read without stopping it (root reads /proc/PID/mem). */
+function readMem(pid: number, addr: bigint, len: number): Buffer {
+  const fd = openSync(`/proc/${pid}/mem`, "r");
+  try {
+    const buf = Buffer.alloc(len);
+    if (readSync(fd, buf, 0, len, addr) !== len)
+      throw new BerthError(`cannot read process ${pid} at ${hex(addr)}`);
+    return buf;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Runs the helper's one-shot critical section (stop, check threads, verify old bytes, write, resume),
+ * retrying with jittered backoff while a thread is about to return into the bytes.
+ */
+async function swapSafely(
   h: PtraceHelper,
   pid: number,
-  ranges: [bigint, bigint][],
+  writes: { addr: bigint; old: Buffer; data: Buffer; what: string }[],
   retries: number,
-): Promise<number> {
+): Promise<{ pauseNs: number; retries: number }> {
+  const ranges = writes.map((w): [bigint, bigint] => [w.addr, w.addr + BigInt(w.data.length)]);
   for (let attempt = 0; ; attempt++) {
-    await h.attach(pid);
-    const c = await h.check(ranges);
-    if (!c.busy) return attempt;
-    await h.detach();
+    const r = await h.swap(pid, ranges, writes);
+    if (r.pauseNs !== undefined) return { pauseNs: r.pauseNs, retries: attempt };
+    if (r.mismatch) {
+      const w = writes.find((x) => x.addr === BigInt(r.mismatch!));
+      throw new BerthError(
+        `${w?.what ?? r.mismatch} in process ${pid} changed under Berth's feet; nothing was written`,
+      );
+    }
     if (attempt >= retries)
-      throw new BerthError(`process ${pid} keeps a thread in the code to patch (${c.busy}); try again later`);
+      throw new BerthError(`process ${pid} keeps a thread in the code to patch (${r.busy}); try again later`);
     // Backoff with jitter, so a thread in a periodic loop is not met at the same point every time.
     await sleep(Math.min(2 ** attempt, 50) * (0.5 + Math.random()));
   }
@@ -255,20 +279,21 @@ export async function patchLib(h: PtraceHelper, pid: number, o: PatchOptions): P
   const dlopenAddr = libc.start - firstLoadVaddr(libcElf) + dlopen.value;
   const loadedAs = stage(pid, o.newPath, sha, dir);
 
-  await h.attach(pid).catch((e: Error) => {
-    throw new BerthError(`cannot attach to process ${pid}: ${e.message}`);
-  });
   let pauseNs = 0;
-  try {
-    if (!libraryMappings(readMaps(pid), loadedAs).length) {
+  // Loading the library is its own short stop; skipped when an earlier patch already loaded it.
+  if (!libraryMappings(maps, loadedAs).length) {
+    await h.attach(pid).catch((e: Error) => {
+      throw new BerthError(`cannot attach to process ${pid}: ${e.message}`);
+    });
+    try {
       const handle = await h.call(dlopenAddr, RTLD_NOW, loadedAs);
       if (handle === 0n) throw new BerthError(`dlopen("${loadedAs}") failed inside process ${pid}`);
+    } finally {
+      pauseNs += await h.detach().catch(() => 0);
     }
-    if (process.env.BERTH_PATCH_KILL_TARGET === "1") await h.kill(); // fault injection for tests
-  } finally {
-    pauseNs += await h.detach().catch(() => 0);
   }
-
+  // Fault injection for the tests: the target dies between loading the library and the writes.
+  if (process.env.BERTH_PATCH_KILL_TARGET === "1") process.kill(pid, "SIGKILL");
   if (!existsSync(`/proc/${pid}`))
     throw new BerthError(`process ${pid} exited during the patch; nothing was written`);
   const now = readMaps(pid);
@@ -298,45 +323,39 @@ export async function patchLib(h: PtraceHelper, pid: number, o: PatchOptions): P
       planned.push({ addr: from, bytes: jump, what: `${s.label}:${f.name}` });
     }
   if (o.got) planned.push(...(await gotWrites(pid, now, sources, newFns)));
-  const ranges = planned.map((p): [bigint, bigint] => [p.addr, p.addr + BigInt(p.bytes.length)]);
 
-  const retries = await stopSafely(h, pid, ranges, o.retries ?? DEFAULT_RETRIES);
   const writes: PatchWrite[] = [];
-  const chosen: Planned[] = [];
+  const chosen: { addr: bigint; old: Buffer; data: Buffer; what: string }[] = [];
+  for (const p of planned) {
+    const before = readMem(pid, p.addr, p.bytes.length);
+    if (p.onlyIf && !p.onlyIf(before)) continue;
+    chosen.push({ addr: p.addr, old: before, data: p.bytes, what: p.what });
+    writes.push({
+      addr: hex(p.addr),
+      before: before.toString("hex"),
+      after: p.bytes.toString("hex"),
+      what: p.what,
+    });
+  }
+  // Journal first, outside the stop: if Berth dies after the write, rollback knows every byte.
+  journal.layers.push({
+    lib: old.path,
+    loadedAs,
+    sha256: sha,
+    functions: exportedFunctions(oldElf).length,
+    writes,
+    at: new Date().toISOString(),
+  });
+  writeProcessJournal(journal, dir);
+  let retries = 0;
   try {
-    const current = await h.readMany(planned.map((p) => ({ addr: p.addr, len: p.bytes.length })));
-    planned.forEach((p, i) => {
-      const before = current[i]!;
-      if (p.onlyIf && !p.onlyIf(before)) return;
-      chosen.push(p);
-      writes.push({
-        addr: hex(p.addr),
-        before: before.toString("hex"),
-        after: p.bytes.toString("hex"),
-        what: p.what,
-      });
-    });
-    // Journal first: if anything below fails, rollback knows every byte that may have changed.
-    journal.layers.push({
-      lib: old.path,
-      loadedAs,
-      sha256: sha,
-      functions: exportedFunctions(oldElf).length,
-      writes,
-      at: new Date().toISOString(),
-    });
-    writeProcessJournal(journal, dir);
-    await h.writeMany(chosen.map((p) => ({ addr: p.addr, data: p.bytes })));
+    const r = await swapSafely(h, pid, chosen, o.retries ?? DEFAULT_RETRIES);
+    pauseNs += r.pauseNs;
+    retries = r.retries;
   } catch (e) {
     journal.layers.pop();
-    // Put back whatever was written before the failure, while the threads are still stopped.
-    await h
-      .writeMany(writes.map((w) => ({ addr: BigInt(w.addr), data: Buffer.from(w.before, "hex") })))
-      .catch(() => {});
     writeProcessJournal(journal, dir);
     throw e;
-  } finally {
-    pauseNs += await h.detach().catch(() => 0);
   }
   return { pid, comm: journal.comm, functions: newFns.size, writes: writes.length, pauseNs, retries };
 }
@@ -388,30 +407,25 @@ export async function rollbackLib(
   const journal = readProcessJournal(pid, dir);
   const layer = journal.layers.at(-1);
   if (!layer) throw new BerthError(`process ${pid} has no library patches to roll back`);
-  const ranges = layer.writes.map((w): [bigint, bigint] => [
-    BigInt(w.addr),
-    BigInt(w.addr) + BigInt(w.after.length / 2),
-  ]);
-  const retries = await stopSafely(h, pid, ranges, o.retries ?? DEFAULT_RETRIES);
-  let pauseNs = 0;
-  try {
-    const now = await h.readMany(
-      layer.writes.map((w) => ({ addr: BigInt(w.addr), len: w.after.length / 2 })),
-    );
-    layer.writes.forEach((w, i) => {
-      if (now[i]!.toString("hex") !== w.after)
-        throw new BerthError(
-          `${w.what} at ${w.addr} in process ${pid} changed since it was patched; not rolling back`,
-        );
-    });
-    await h.writeMany(
-      [...layer.writes].reverse().map((w) => ({ addr: BigInt(w.addr), data: Buffer.from(w.before, "hex") })),
-    );
-    journal.layers.pop();
-    writeProcessJournal(journal, dir);
-  } finally {
-    pauseNs += await h.detach().catch(() => 0);
-  }
+  // The helper checks every address still holds exactly what Berth wrote before it restores anything.
+  const undo = [...layer.writes].reverse().map((w) => ({
+    addr: BigInt(w.addr),
+    old: Buffer.from(w.after, "hex"),
+    data: Buffer.from(w.before, "hex"),
+    what: w.what,
+  }));
+  const { pauseNs, retries } = await swapSafely(h, pid, undo, o.retries ?? DEFAULT_RETRIES).catch(
+    (e: Error) => {
+      throw new BerthError(
+        e.message.replace(
+          "changed under Berth's feet; nothing was written",
+          "changed since it was patched; not rolling back",
+        ),
+      );
+    },
+  );
+  journal.layers.pop();
+  writeProcessJournal(journal, dir);
   return {
     pid,
     comm: journal.comm,

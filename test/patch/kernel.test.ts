@@ -153,18 +153,21 @@ describe("berth patch kernel", () => {
       `#!/bin/sh
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/run BERTH_CACHE=/run/cache TMPDIR=/run
 B=${BERTH}
+# Results go to the second serial port (a file on the host), away from kernel messages on the console.
+exec 3>/dev/ttyS1
+stty -F /dev/ttyS1 raw -echo 2>/dev/null
 j() { "$B" "$@" --json 2>&1 | tr -d '\\n'; echo; }
-echo "CMDLINE0:$(cat /proc/cmdline)"
-echo "LOAD:$(j patch kernel load ${dir}/berth_lp1.ko)"
-echo "CMDLINE1:$(cat /proc/cmdline)"
-echo "REPLACE:$(j patch kernel replace ${dir}/berth_lp2.ko)"
-echo "CMDLINE2:$(cat /proc/cmdline)"
-echo "STATUS2:$(j patch kernel status)"
-echo "NOTREPLACE:$(j patch kernel replace ${dir}/berth_lp1.ko)"
-echo "DISABLE:$(j patch kernel disable berth_lp2 --remove)"
-echo "CMDLINE3:$(cat /proc/cmdline)"
-echo "STATUS3:$(j patch kernel status)"
-echo BERTH-GUEST-DONE
+echo >&3 "CMDLINE0:$(cat /proc/cmdline)"
+echo >&3 "LOAD:$(j patch kernel load ${dir}/berth_lp1.ko)"
+echo >&3 "CMDLINE1:$(cat /proc/cmdline)"
+echo >&3 "REPLACE:$(j patch kernel replace ${dir}/berth_lp2.ko)"
+echo >&3 "CMDLINE2:$(cat /proc/cmdline)"
+echo >&3 "STATUS2:$(j patch kernel status)"
+echo >&3 "NOTREPLACE:$(j patch kernel replace ${dir}/berth_lp1.ko)"
+echo >&3 "DISABLE:$(j patch kernel disable berth_lp2 --remove)"
+echo >&3 "CMDLINE3:$(cat /proc/cmdline)"
+echo >&3 "STATUS3:$(j patch kernel status)"
+echo >&3 BERTH-GUEST-DONE
 `,
     );
     chmodSync(guest, 0o755);
@@ -203,14 +206,19 @@ $B poweroff -f
       "-initrd",
       initrd,
       "-append",
-      "console=ttyS0 panic=-1 berth-original-cmdline",
+      "console=ttyS0 panic=-1 quiet loglevel=1 berth-original-cmdline",
+      "-serial",
+      "mon:stdio",
+      "-serial",
+      `file:${join(dir, "results.txt")}`,
       "-virtfs",
       "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
     ]);
-    const out = qemu.stdout.replace(/\r/g, "");
+    const consoleText = qemu.stdout.replace(/\r/g, "");
+    const out = readFileSync(join(dir, "results.txt"), "utf8").replace(/\r/g, "");
     const line = (k: string) =>
       new RegExp(`^${k}:(.*)$`, "m").exec(out)?.[1] ??
-      assert.fail(`no ${k} line in the guest output:\n${out.slice(-3000)}`);
+      assert.fail(`no ${k} line in the guest output:\n${out}\n${consoleText.slice(-3000)}`);
     const json = <T>(k: string): T => {
       const v = line(k);
       try {
@@ -219,7 +227,7 @@ $B poweroff -f
         return assert.fail(`${k}: ${v}`);
       }
     };
-    assert.match(out, /BERTH-GUEST-DONE/, out.slice(-3000));
+    assert.match(out, /BERTH-GUEST-DONE/, `${out}\n${consoleText.slice(-3000)}`);
     assert.match(line("CMDLINE0"), /berth-original-cmdline/);
     const load = json<{
       name: string;
