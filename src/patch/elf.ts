@@ -155,7 +155,8 @@ export function parseElf(buf: Buffer): ElfFile {
         type: t === 2 ? "func" : t === 10 ? "ifunc" : t === 1 ? "object" : "other",
         bind: b === 1 ? "global" : b === 2 ? "weak" : b === 0 ? "local" : "other",
         defined: shndx !== 0,
-        version: versions.get(vs & 0x7fff),
+        // Indices 0 and 1 are "local" and "global": no version (index 1's definition is the file's own name).
+        version: (vs & 0x7fff) > 1 ? versions.get(vs & 0x7fff) : undefined,
         hidden: (vs & 0x8000) !== 0,
       });
     }
