@@ -152,6 +152,10 @@ Examples:
       const { t, outcomes, assessment } = await assess(o);
       try {
         const f = t.facts;
+        if (f.readOnlyImage)
+          throw new UsageError(
+            `${o.target} is a built image; harden the profile's root and rebuild, or apply to a running node`,
+          );
         const changes: { rule: string; change: Change }[] = [];
         const refused: { id: string; reason: string }[] = [];
         for (const { rule, result } of outcomes) {

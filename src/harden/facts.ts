@@ -76,6 +76,8 @@ export class Facts {
   containers: ContainerInfo[] = [];
   /** Known vulnerabilities of the target's kernels, when an advisory database exists. */
   kernelVulns?: { kernels: string[]; findings: { id: string; severity: string; fixed?: string }[] };
+  /** A built Berth OS image: checked as a root, never changed (harden the profile and rebuild). */
+  readOnlyImage = false;
   /** A walk made elsewhere (an image's export stream); otherwise the root is walked on first use. */
   walkResult?: WalkResult;
   private readonly cache = new Map<string, unknown>();

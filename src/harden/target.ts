@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { BerthError, UsageError } from "../cli/errors.ts";
+import { run } from "../common/exec.ts";
 import { AdvisoryDb, defaultDbPath } from "../db/database.ts";
 import { installedKernels } from "../scan/inventory.ts";
 import { matchInventory } from "../scan/match.ts";
@@ -60,11 +61,41 @@ export async function openTarget(spec: string, o: { db?: string } = {}): Promise
   const root = resolve(spec);
   if (!existsSync(root) || !statSync(root).isDirectory())
     throw new UsageError(`--target: ${spec} is not host, a directory, image:NAME or container:ID`);
+  if (!existsSync(join(root, "etc")) && existsSync(join(root, "root.squashfs")))
+    return openBerthImage(root, o);
   if (!existsSync(join(root, "etc")))
     throw new BerthError(`${root} does not look like a root file system (no etc/)`);
   const facts = new Facts({ kind: "root", label: root, root });
   facts.kernelVulns = kernelVulns(facts, o.db);
   return { facts, close: () => {} };
+}
+
+/**
+ * A `berth os build` output directory: its read-only root, unpacked with unsquashfs (owners, modes and
+ * set-ID bits kept) into a temporary directory that goes away with the target.
+ */
+async function openBerthImage(dir: string, o: { db?: string }): Promise<OpenTarget> {
+  const tmp = mkdtempSync(join(tmpdir(), "berth-harden-os-"));
+  const close = () => rmSync(tmp, { recursive: true, force: true });
+  try {
+    const r = await run("unsquashfs", [
+      "-quiet",
+      "-no-progress",
+      "-no-xattrs",
+      "-d",
+      join(tmp, "root"),
+      join(dir, "root.squashfs"),
+    ]);
+    if (r.code !== 0)
+      throw new BerthError(`cannot unpack ${dir}/root.squashfs: ${r.stderr.trim().split("\n").pop()}`);
+    const facts = new Facts({ kind: "root", label: `berth image ${dir}`, root: join(tmp, "root") });
+    facts.readOnlyImage = true;
+    facts.kernelVulns = kernelVulns(facts, o.db);
+    return { facts, close };
+  } catch (e) {
+    close();
+    throw e;
+  }
 }
 
 /** Kernel findings through the scanner, when an advisory database is there to ask. */

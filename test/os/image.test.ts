@@ -302,6 +302,25 @@ describe("Berth OS image", () => {
     );
   });
 
+  test("berth harden check reads the built image's own root: no critical finding; apply is refused", async () => {
+    const r = await berth(["harden", "check", "--target", outA, "--json", "-q"]);
+    assert.equal(r.code, 0, r.stderr);
+    const a = JSON.parse(r.stdout) as {
+      kind: string;
+      summary: { rules: number; failedBySeverity: { critical: number } };
+      results: { id: string; status: string; severity: string; evidence?: string }[];
+    };
+    assert.equal(a.kind, "root");
+    assert.ok(a.summary.rules >= 200, `${a.summary.rules} rules`);
+    const critical = a.results.filter((x) => x.status === "fail" && x.severity === "critical");
+    assert.deepEqual(critical, [], "critical findings in the default image");
+    // Values Berth's own base package sets in the image, not this host's.
+    const fwd = a.results.find((x) => x.id === "sysctl-net-ipv4-ip-forward")!;
+    assert.equal(fwd.status, "pass", fwd.evidence);
+    const refused = await berth(["harden", "apply", "--target", outA]);
+    assert.equal(refused.code, 2, refused.stderr);
+  });
+
   test("kernel-check on the built image finds every feature Docker needs", async () => {
     const r = await berth(["os", "kernel-check", outA]);
     assert.equal(r.code, 0, r.stdout + r.stderr);

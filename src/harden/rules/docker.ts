@@ -244,11 +244,19 @@ const daemonRules: Rule[] = [
     check: (f) => {
       const g = f.groups().find((x) => x.name === "docker");
       if (!g) return na("no docker group");
-      return g.members.length
-        ? fail(`members: ${g.members.join(", ")} (each is root-equivalent)`, g.members)
-        : pass("no members");
+      const admins = new Set(
+        f
+          .groups()
+          .filter((x) => x.name === "sudo" || x.name === "wheel")
+          .flatMap((x) => x.members),
+      );
+      const others = g.members.filter((m) => m !== "root" && !admins.has(m));
+      return others.length
+        ? fail(`members who are not administrators: ${others.join(", ")} (each is root-equivalent)`, others)
+        : pass(g.members.length ? `administrators only: ${g.members.join(", ")}` : "no members");
     },
-    advice: "Remove users from the docker group who should not be root.",
+    advice:
+      "Remove users from the docker group who should not be root (administrators in sudo or wheel may stay).",
   },
   {
     id: "docker-content-trust",
