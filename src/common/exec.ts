@@ -25,10 +25,72 @@ export interface RunResult {
 /** Children still running, so an interrupted command can stop them. */
 export const liveChildren = new Set<import("node:child_process").ChildProcess>();
 
+const groupAlive = (pgid: number) => {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+const signalGroup = (pgid: number, sig: NodeJS.Signals) => {
+  try {
+    process.kill(-pgid, sig);
+  } catch {}
+};
+
+/**
+ * Stops every running child and everything it started (each runs in its own process group): SIGTERM,
+ * a grace period for engines to clean up (mmdebstrap unmounts), then SIGKILL. Returns when no process
+ * of those groups is left, so nothing writes while the caller cleans up.
+ */
+export async function stopChildren(graceMs = 60_000): Promise<void> {
+  const groups = [...liveChildren].map((c) => c.pid).filter((p): p is number => !!p);
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  for (const g of groups) signalGroup(g, "SIGTERM");
+  const deadline = Date.now() + graceMs;
+  while (groups.some(groupAlive) && Date.now() < deadline) await sleep(100);
+  for (const g of groups) if (groupAlive(g)) signalGroup(g, "SIGKILL");
+  while (groups.some(groupAlive) && Date.now() < deadline + 10_000) await sleep(100);
+}
+
+const interruptCleanups = new Set<(signal: NodeJS.Signals) => Promise<void>>();
+let handlersInstalled = false;
+
+/**
+ * Ctrl-C (SIGINT), SIGTERM or SIGHUP while children run: stop them and all they started, run the
+ * registered cleanups, exit 130. Children sit in their own process groups, so the terminal's signal
+ * does not reach them directly; this is what stops them.
+ */
+function installInterruptHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const)
+    process.on(sig, () => {
+      void stopChildren()
+        .then(() => Promise.allSettled([...interruptCleanups].map((c) => c(sig))))
+        .then(() => process.exit(130));
+    });
+}
+
+/** Registers work to do after an interruption has stopped every child; returns the unregister function. */
+export function onInterrupt(cleanup: (signal: NodeJS.Signals) => Promise<void>): () => void {
+  installInterruptHandlers();
+  interruptCleanups.add(cleanup);
+  return () => interruptCleanups.delete(cleanup);
+}
+
 export function run(cmd: string, args: string[], o: RunOptions = {}): Promise<RunResult> {
+  installInterruptHandlers();
   const keep = o.keep ?? 1 << 20;
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: o.env, cwd: o.cwd, stdio: ["pipe", "pipe", "pipe"] });
+    // Its own process group, so an interrupted command can stop the engine and everything it forked.
+    const child = spawn(cmd, args, {
+      env: o.env,
+      cwd: o.cwd,
+      stdio: ["pipe", "pipe", "pipe"],
+      detached: true,
+    });
     liveChildren.add(child);
     let stdout = "";
     let stderr = "";

@@ -7,11 +7,12 @@ import { existsSync, readFileSync } from "node:fs";
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { BerthError } from "../cli/errors.ts";
-import { liveChildren, run } from "../common/exec.ts";
+import { onInterrupt, run } from "../common/exec.ts";
 import { writeFileAtomic } from "../common/fsutil.ts";
 import { sha256File, sha256Hex } from "../common/hash.ts";
 import { type Progress, silentProgress } from "../common/progress.ts";
 import { treeDigest } from "../common/tree-digest.ts";
+import { hardenRoot } from "../harden/offline.ts";
 import { buildBusyboxImage } from "../images/busybox.ts";
 import type { Archive } from "../pkg/archive.ts";
 import { readDebFile } from "../pkg/deb.ts";
@@ -100,32 +101,6 @@ async function helperDebs(
   return { busybox: busybox!, systemdBoot: systemdBoot! };
 }
 
-/** Stops running engines (mmdebstrap, mksquashfs) and waits for them, so nothing writes while we clean up. */
-async function stopChildren(): Promise<void> {
-  const children = [...liveChildren].filter((c) => c.exitCode === null && c.signalCode === null);
-  const exited = children.map((c) => new Promise<void>((r) => c.once("close", () => r())));
-  for (const c of children) c.kill("SIGTERM");
-  const timeout = new Promise<void>((r) => setTimeout(r, 20_000).unref());
-  await Promise.race([Promise.all(exited), timeout]);
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-  await Promise.race([Promise.all(exited), new Promise<void>((r) => setTimeout(r, 5_000).unref())]);
-}
-
-/** Where interrupted builds are cleaned up from: registered while a build runs. */
-const cleanups = new Set<() => Promise<void>>();
-let handlersInstalled = false;
-function installSignalHandlers(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const)
-    process.on(sig, () => {
-      process.stderr.write(`\nberth: ${sig}: stopping the build and removing its partial files\n`);
-      void stopChildren()
-        .then(() => Promise.allSettled([...cleanups].map((c) => c())))
-        .then(() => process.exit(130));
-    });
-}
-
 function profileDigest(p: Profile): string {
   return sha256Hex(readFileSync(p.source));
 }
@@ -158,8 +133,10 @@ export async function buildImage(profile: Profile, o: BuildOptions): Promise<Bui
     await removeTree(work);
     await removeTree(staging);
   };
-  installSignalHandlers();
-  cleanups.add(cleanup);
+  const unregister = onInterrupt(async (sig) => {
+    process.stderr.write(`\nberth: ${sig}: stopping the build and removing its partial files\n`);
+    await cleanup();
+  });
   try {
     await cleanup();
     await mkdir(staging, { recursive: true });
@@ -181,6 +158,10 @@ export async function buildImage(profile: Profile, o: BuildOptions): Promise<Bui
       customizeRoot(root, profile, { progress, sourceDateEpoch: sde, extraKeys: o.sshKeys }),
     );
     const kv = custom.kernelVersion;
+    const hardening =
+      profile.hardening === "none"
+        ? undefined
+        : await timed("harden", async () => hardenRoot(root, profile.hardening, join(work, "harden")));
 
     // The kernel boots from the ESP; the root keeps only its config (for kernel-check).
     await copyFile(join(root, "boot", `vmlinuz-${kv}`), join(staging, "vmlinuz"));
@@ -264,6 +245,7 @@ export async function buildImage(profile: Profile, o: BuildOptions): Promise<Bui
       artifacts,
       buildSeconds: Math.round((performance.now() - started) / 100) / 10,
       phases,
+      ...(hardening ? { hardening } : {}),
     };
     await writeFile(join(staging, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
     await writeFile(join(staging, "profile.yaml"), await readFile(profile.source));
@@ -284,7 +266,7 @@ export async function buildImage(profile: Profile, o: BuildOptions): Promise<Bui
   } finally {
     await removeTree(work);
     await removeTree(staging);
-    cleanups.delete(cleanup);
+    unregister();
   }
 }
 

@@ -42,8 +42,10 @@ export interface Manifest {
   compressedBytes: number;
   artifacts: Artifact[];
   buildSeconds: number;
-  /** Seconds spent in each build phase (plan, mmdebstrap, customize, initramfs, squashfs, disk). */
+  /** Seconds spent in each build phase (plan, mmdebstrap, customize, harden, initramfs, squashfs, disk). */
   phases: Record<string, number>;
+  /** What `hardening:` in the profile did to the root (berth harden rules, applied at build time). */
+  hardening?: import("../harden/offline.ts").OfflineHardening;
 }
 
 /** Sum of the apparent sizes of regular files and symlinks under `root` (hard links counted once). */

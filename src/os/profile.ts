@@ -47,6 +47,10 @@ export const ProfileSchema = Type.Object(
       ),
     ),
     runtime: Type.Optional(Type.Union([Type.Literal("docker"), Type.Literal("containerd")])),
+    /** berth harden profile applied to the root at build time. */
+    hardening: Type.Optional(
+      Type.Union([Type.Literal("none"), Type.Literal("security-mode"), Type.Literal("essential")]),
+    ),
     packages: Type.Optional(Type.Array(PackageName)),
     cut: Type.Optional(
       Type.Object(
@@ -127,6 +131,7 @@ export interface Profile {
   recommends: boolean;
   kernel: { package: string; cmdline: string[]; dropModules: string[] };
   runtime: "docker" | "containerd";
+  hardening: "none" | "security-mode" | "essential";
   packages: string[];
   cut: {
     docs: boolean;
@@ -301,6 +306,7 @@ export function parseProfile(text: string, source = "profile"): Profile {
       dropModules: r.kernel?.dropModules ?? [],
     },
     runtime: r.runtime ?? "docker",
+    hardening: r.hardening ?? "none",
     packages: r.packages ?? [],
     cut: {
       docs: r.cut?.docs ?? true,

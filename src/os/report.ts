@@ -23,6 +23,8 @@ export interface Report {
   ratios?: Record<keyof Omit<Figures, "profile">, number>;
   claim: string;
   purgedPackages: string[];
+  /** berth harden at build time: profile, score before and after, rules applied. */
+  hardening?: Manifest["hardening"];
   why: Record<string, string[]>;
 }
 
@@ -58,6 +60,7 @@ export function makeReport(image: Manifest, baseline: Manifest | undefined, now 
     ratios,
     claim,
     purgedPackages: image.purgedPackages,
+    ...(image.hardening ? { hardening: image.hardening } : {}),
     why: Object.fromEntries(image.packages.map((p) => [p.name, p.why ?? []])),
   };
 }
@@ -88,6 +91,11 @@ export function reportMarkdown(r: Report): string {
   if (r.purgedPackages.length)
     lines.push(
       `Purged after configuration (only maintainer scripts use them): ${r.purgedPackages.join(", ")}.`,
+      "",
+    );
+  if (r.hardening)
+    lines.push(
+      `Hardened at build time (berth harden, profile ${r.hardening.profile}): score ${r.hardening.scoreBefore} -> ${r.hardening.scoreAfter}, ${r.hardening.applied.length} rules fixed in ${r.hardening.files.length} files${r.hardening.refused.length ? `; refused: ${r.hardening.refused.map((x) => x.id).join(", ")}` : ""}.`,
       "",
     );
   lines.push("## Why each package is in the image", "", "| package | pulled in by |", "|---|---|");
