@@ -111,7 +111,7 @@ export function parseElf(buf: Buffer): ElfFile {
     });
   }
 
-  const raw: Omit<Section, "name">[] = [];
+  const raw: (Omit<Section, "name"> & { nameIdx: number })[] = [];
   let nameOff = 0;
   for (let i = 0; i < shnum; i++) {
     const s = shoff + i * shentsize;
@@ -125,11 +125,11 @@ export function parseElf(buf: Buffer): ElfFile {
       entsize: Number(r.u64(s + 56, "sh_entsize")),
     };
     if (i === shstrndx) nameOff = sec.offset;
-    raw.push(sec as unknown as Omit<Section, "name">);
+    raw.push(sec);
   }
-  const sections: Section[] = raw.map((s) => ({
-    ...s,
-    name: nameOff ? r.cstr(nameOff + (s as unknown as { nameIdx: number }).nameIdx, "section name") : "",
+  const sections: Section[] = raw.map(({ nameIdx, ...rest }) => ({
+    ...rest,
+    name: nameOff ? r.cstr(nameOff + nameIdx, "section name") : "",
   }));
 
   const dynsym = sections.find((s) => s.type === SHT_DYNSYM);
