@@ -110,8 +110,12 @@ export function blockingTasks(target: 0 | 1): string[] {
       const state = readTrim(`/proc/${pid}/task/${tid}/patch_state`);
       if (state === undefined || state === "-1" || Number(state) === target) continue;
       const comm = readTrim(`/proc/${pid}/task/${tid}/comm`) ?? "?";
+      // The first frame that is not the scheduler says where the task waits.
       const stack =
-        (readTrim(`/proc/${pid}/task/${tid}/stack`) ?? "").split("\n")[0]?.replace(/^\[<.*?>\]\s*/, "") ?? "";
+        (readTrim(`/proc/${pid}/task/${tid}/stack`) ?? "")
+          .split("\n")
+          .map((l) => l.replace(/^\[<.*?>\]\s*/, "").trim())
+          .find((f) => f && !/^(__schedule|schedule|schedule_\w+)\+/.test(f)) ?? "";
       out.push(`${comm}[${tid}]${stack ? ` in ${stack}` : ""}`);
     }
   }

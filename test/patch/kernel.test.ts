@@ -22,6 +22,18 @@ static int livepatch_cmdline_proc_show(struct seq_file *m, void *v)
 }
 `;
 
+const PAUSE_PATCH = `#include <linux/sched/signal.h>
+#include <linux/syscalls.h>
+asmlinkage long livepatch___x64_sys_pause(const struct pt_regs *regs)
+{
+\twhile (!signal_pending(current)) {
+\t\t__set_current_state(TASK_INTERRUPTIBLE);
+\t\tschedule();
+\t}
+\treturn -ERESTARTNOHAND;
+}
+`;
+
 describe("berth patch kernel", () => {
   const dir = tempDir("berth-patch-kernel-");
   let release = "";
@@ -32,9 +44,15 @@ describe("berth patch kernel", () => {
     release = /linux-image-(\S+)/.exec((JSON.parse(show.stdout) as { depends: string }[])[0]!.depends)![1]!;
     writeFileSync(join(dir, "v1.c"), PATCH("berth livepatch v1"));
     writeFileSync(join(dir, "v2.c"), PATCH("berth livepatch v2"));
+    // A replacement for the pause(2) syscall, whose caller sleeps inside it: the transition must wait.
+    writeFileSync(join(dir, "pause.c"), PAUSE_PATCH);
+    writeFileSync(join(dir, "pauser.c"), "#include <unistd.h>\nint main(void) { for (;;) pause(); }\n");
+    const cc = runSync("gcc", ["-static", "-O2", "-o", join(dir, "pauser"), join(dir, "pauser.c")]);
+    assert.equal(cc.code, 0, cc.stderr);
     for (const [src, name, extra] of [
       ["v1.c", "berth_lp1", []],
       ["v2.c", "berth_lp2", ["--replace"]],
+      ["pause.c", "berth_lp_pause", []],
     ] as const) {
       const b = await berth([
         "patch",
@@ -115,7 +133,7 @@ describe("berth patch kernel", () => {
     assert.equal(bad.code, 2);
   });
 
-  test("in a booted Debian kernel: load, replace with a cumulative patch, disable; the output follows", async () => {
+  test("in a booted Debian kernel: load, replace with a cumulative patch, disable; a task asleep in the patched function is named", async () => {
     // The kernel and the 9p modules from the Debian package; busybox for the initramfs.
     const pkgs = join(dir, "pkgs");
     mkdirSync(pkgs);
@@ -167,6 +185,13 @@ echo >&3 "NOTREPLACE:$(j patch kernel replace ${dir}/berth_lp1.ko)"
 echo >&3 "DISABLE:$(j patch kernel disable berth_lp2 --remove)"
 echo >&3 "CMDLINE3:$(cat /proc/cmdline)"
 echo >&3 "STATUS3:$(j patch kernel status)"
+${dir}/pauser &
+P=$!
+sleep 1
+echo >&3 "BLOCKED:$("$B" patch kernel load ${dir}/berth_lp_pause.ko --timeout 3 2>&1 | tr -d '\\n')"
+kill $P
+for i in 1 2 3 4 5 6 7 8 9 10; do [ "$(cat /sys/kernel/livepatch/berth_lp_pause/transition)" = 0 ] && break; sleep 1; done
+echo >&3 "UNBLOCKED:$(j patch kernel status)"
 echo >&3 BERTH-GUEST-DONE
 `,
     );
@@ -253,5 +278,18 @@ $B poweroff -f
     assert.match(line("NOTREPLACE"), /not a cumulative patch/);
     assert.match(line("CMDLINE3"), /berth-original-cmdline/);
     assert.deepEqual(json<{ patches: unknown[] }>("STATUS3").patches, []);
+    // A task asleep inside the patched syscall holds the transition up, and is named.
+    assert.match(
+      line("BLOCKED"),
+      /transition not finished after 3 s; blocked by pauser\[\d+\] in __(do|x64)_sys_pause/,
+    );
+    const unblocked = json<{ patches: { name: string; enabled: boolean; transition: boolean }[] }>(
+      "UNBLOCKED",
+    );
+    assert.deepEqual(
+      unblocked.patches.map((p) => [p.name, p.enabled, p.transition]),
+      [["berth_lp_pause", true, false]],
+      "the transition did not finish once the task left pause()",
+    );
   });
 });
