@@ -111,41 +111,63 @@ export function decide(
   return { row: best, status: best.status as FindingStatus };
 }
 
-function matchDebianPackages(db: AdvisoryDb, packages: InventoryPackage[], release: string): Finding[] {
+/** Advisory rows of Debian's data for one source package, in the release or release-independent. */
+function debianRows(db: AdvisoryDb): (source: string, release: string) => AdvisoryRow[] {
   const stmt = db.db.prepare(
     "SELECT source, vuln_id, package, release, status, fixed_version, urgency, severity, advisory, ranges FROM advisories WHERE ecosystem = 'debian' AND package = ? AND release IN (?, '')",
   );
+  return (source, release) => stmt.all(source, release) as unknown as AdvisoryRow[];
+}
+
+/** One finding per vulnerability the rows say affects `version` of an installed binary package. */
+function findingsFromRows(
+  rows: AdvisoryRow[],
+  version: string,
+  what: { package: string; source: string; installed: string },
+  extra: Pick<Finding, "layer"> | Pick<Finding, "kernel">,
+): Finding[] {
+  const byVuln = new Map<string, AdvisoryRow[]>();
+  for (const r of rows) byVuln.set(r.vuln_id, [...(byVuln.get(r.vuln_id) ?? []), r]);
+  const out: Finding[] = [];
+  for (const [vuln, vrows] of byVuln) {
+    const d = decide(vrows, version);
+    if (!d) continue;
+    out.push({
+      vulnId: vuln,
+      ...what,
+      fixedVersion: d.status === "fixed" ? (d.row.fixed_version ?? undefined) : undefined,
+      status: d.status,
+      severity: (d.row.severity as Severity | null) ?? "UNKNOWN",
+      urgency: d.row.urgency ?? undefined,
+      advisory: d.row.advisory ?? undefined,
+      dataSource: d.row.source,
+      ...extra,
+    });
+  }
+  return out;
+}
+
+function matchDebianPackages(db: AdvisoryDb, packages: InventoryPackage[], release: string): Finding[] {
+  const rowsOf = debianRows(db);
   const bySource = new Map<string, AdvisoryRow[]>();
   const findings: Finding[] = [];
   for (const p of packages) {
     if (p.status !== "installed") continue;
     if (KERNEL_SOURCES.test(p.source) && !isKernelImage(p.name)) continue; // linux-libc-dev, headers: not a kernel
     if (isKernelImage(p.name)) continue; // kernels are matched by matchKernels
-    const src = p.source;
-    let rows = bySource.get(src);
+    let rows = bySource.get(p.source);
     if (!rows) {
-      rows = stmt.all(src, release) as unknown as AdvisoryRow[];
-      bySource.set(src, rows);
+      rows = rowsOf(p.source, release);
+      bySource.set(p.source, rows);
     }
-    const byVuln = new Map<string, AdvisoryRow[]>();
-    for (const r of rows) byVuln.set(r.vuln_id, [...(byVuln.get(r.vuln_id) ?? []), r]);
-    for (const [vuln, vrows] of byVuln) {
-      const d = decide(vrows, p.sourceVersion);
-      if (!d) continue;
-      findings.push({
-        vulnId: vuln,
-        package: p.name,
-        source: src,
-        installed: p.version,
-        fixedVersion: d.status === "fixed" ? (d.row.fixed_version ?? undefined) : undefined,
-        status: d.status,
-        severity: (d.row.severity as Severity | null) ?? "UNKNOWN",
-        urgency: d.row.urgency ?? undefined,
-        advisory: d.row.advisory ?? undefined,
-        dataSource: d.row.source,
-        layer: p.layer,
-      });
-    }
+    findings.push(
+      ...findingsFromRows(
+        rows,
+        p.sourceVersion,
+        { package: p.name, source: p.source, installed: p.version },
+        { layer: p.layer },
+      ),
+    );
   }
   return findings;
 }
@@ -209,6 +231,7 @@ export function matchUpstreamKernel(db: AdvisoryDb, k: KernelInfo): Finding[] {
 
 function matchKernels(db: AdvisoryDb, inv: Inventory, release: string): Finding[] {
   const out: Finding[] = [];
+  const rowsOf = debianRows(db);
   const hasDebianKernelData =
     (db.db
       .prepare("SELECT 1 FROM advisories WHERE ecosystem = 'debian' AND package = 'linux' LIMIT 1")
@@ -216,38 +239,14 @@ function matchKernels(db: AdvisoryDb, inv: Inventory, release: string): Finding[
   for (const k of inv.kernels) {
     if (k.package && k.packageVersion && hasDebianKernelData && release) {
       // A Debian kernel: Debian's own data for the linux source, by the image package's version.
-      const pkg: InventoryPackage = {
-        name: k.package,
-        version: k.packageVersion,
-        architecture: "amd64",
-        status: "installed",
-        source: "linux",
-        sourceVersion: k.packageVersion,
-        want: "install",
-      };
-      const stmt = db.db.prepare(
-        "SELECT source, vuln_id, package, release, status, fixed_version, urgency, severity, advisory, ranges FROM advisories WHERE ecosystem = 'debian' AND package = 'linux' AND release IN (?, '')",
+      out.push(
+        ...findingsFromRows(
+          rowsOf("linux", release),
+          k.packageVersion,
+          { package: k.package, source: "linux", installed: k.packageVersion },
+          { kernel: { release: k.release, running: k.running, upstream: k.upstream } },
+        ),
       );
-      const byVuln = new Map<string, AdvisoryRow[]>();
-      for (const r of stmt.all(release) as unknown as AdvisoryRow[])
-        byVuln.set(r.vuln_id, [...(byVuln.get(r.vuln_id) ?? []), r]);
-      for (const [vuln, rows] of byVuln) {
-        const d = decide(rows, pkg.version);
-        if (!d) continue;
-        out.push({
-          vulnId: vuln,
-          package: k.package,
-          source: "linux",
-          installed: k.packageVersion,
-          fixedVersion: d.status === "fixed" ? (d.row.fixed_version ?? undefined) : undefined,
-          status: d.status,
-          severity: (d.row.severity as Severity | null) ?? "UNKNOWN",
-          urgency: d.row.urgency ?? undefined,
-          advisory: d.row.advisory ?? undefined,
-          dataSource: d.row.source,
-          kernel: { release: k.release, running: k.running, upstream: k.upstream },
-        });
-      }
     } else out.push(...matchUpstreamKernel(db, k));
   }
   return out;
