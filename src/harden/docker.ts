@@ -9,7 +9,14 @@ import { BerthError } from "../cli/errors.ts";
 import { run } from "../common/exec.ts";
 import { walkTar } from "../common/tar.ts";
 import { dockerApi } from "../scan/targets.ts";
-import { emptyWalk, type WalkResult } from "./walk.ts";
+import {
+  emptyWalk,
+  recordEntry,
+  sortWalk,
+  type WalkAccounts,
+  type WalkEntry,
+  type WalkResult,
+} from "./walk.ts";
 
 /** The parts of `docker inspect` (container) the rules read. */
 export interface ContainerInfo {
@@ -85,7 +92,7 @@ const KEEP = /^(etc\/|var\/lib\/dpkg\/status(\.d\/|$)|usr\/lib\/os-release$)/;
 export async function exportImageFiles(
   image: string,
   dest: string,
-  accounts: () => { users: Set<number>; groups: Set<number> },
+  accounts: () => WalkAccounts,
 ): Promise<WalkResult> {
   const created = await run("docker", ["create", image, "/nonexistent"]);
   if (created.code !== 0)
@@ -93,21 +100,18 @@ export async function exportImageFiles(
       `cannot create a container from ${image}: ${created.stderr.trim().split("\n").pop()}`,
     );
   const id = created.stdout.trim();
-  const entries: { path: string; mode: number; uid: number; gid: number; dir: boolean }[] = [];
+  // Classified once the stream is done: the image's own accounts arrive somewhere inside it.
+  const entries: { e: WalkEntry; kind: "dir" | "file" | "other" }[] = [];
   try {
     const child = spawn("docker", ["export", id], { stdio: ["ignore", "pipe", "ignore"] });
     await walkTar(
       child.stdout,
       async (info, body) => {
-        const path = `/${info.path}`;
-        if (info.type === "file" || info.type === "directory")
-          entries.push({
-            path,
-            mode: info.mode & 0o7777,
-            uid: info.uid,
-            gid: info.gid,
-            dir: info.type === "directory",
-          });
+        const kind = info.type === "directory" ? "dir" : info.type === "file" ? "file" : "other";
+        entries.push({
+          e: { path: `/${info.path}`, mode: info.mode & 0o7777, uid: info.uid, gid: info.gid },
+          kind,
+        });
         if (info.type === "file" && KEEP.test(info.path) && info.size < 16 * 1024 * 1024) {
           const chunks: Buffer[] = [];
           for await (const c of body) chunks.push(c as Buffer);
@@ -121,20 +125,8 @@ export async function exportImageFiles(
   } finally {
     await run("docker", ["rm", "-f", id]);
   }
-  const { users, groups } = accounts();
+  const a = accounts();
   const r = emptyWalk();
-  r.files = entries.length;
-  for (const e of entries) {
-    const w = { path: e.path, mode: e.mode, uid: e.uid, gid: e.gid };
-    if (!users.has(e.uid)) r.unowned.push(w);
-    if (!groups.has(e.gid)) r.ungrouped.push(w);
-    if (e.dir) {
-      if (e.mode & 0o002 && !(e.mode & 0o1000)) r.worldWritableDirs.push(w);
-    } else {
-      if (e.mode & 0o002) r.worldWritableFiles.push(w);
-      if (e.mode & 0o4000) r.suid.push(w);
-      if (e.mode & 0o2000) r.sgid.push(w);
-    }
-  }
-  return r;
+  for (const { e, kind } of entries) recordEntry(r, e, kind, a);
+  return sortWalk(r);
 }

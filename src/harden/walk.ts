@@ -73,19 +73,44 @@ export function emptyWalk(): WalkResult {
   };
 }
 
-export function walkTree(
-  root: string,
-  o: { users: Set<number>; groups: Set<number>; live: boolean },
-): WalkResult {
+export interface WalkAccounts {
+  users: Set<number>;
+  groups: Set<number>;
+}
+
+type EntryKind = "dir" | "file" | "other";
+
+/** Counts one entry and files it under every finding it is (each list bounded by KEEP). */
+export function recordEntry(r: WalkResult, e: WalkEntry, kind: EntryKind, a: WalkAccounts): void {
+  const push = (list: WalkEntry[]) => {
+    if (list.length < KEEP) list.push(e);
+  };
+  r.files++;
+  if (!a.users.has(e.uid)) push(r.unowned);
+  if (!a.groups.has(e.gid)) push(r.ungrouped);
+  if (kind === "dir") {
+    if (e.mode & 0o002 && !(e.mode & 0o1000)) push(r.worldWritableDirs);
+  } else if (kind === "file") {
+    if (e.mode & 0o002) push(r.worldWritableFiles);
+    if (e.mode & 0o4000) push(r.suid);
+    if (e.mode & 0o2000) push(r.sgid);
+  }
+}
+
+/** Sorts every list by path, so reports do not depend on directory order. */
+export function sortWalk(r: WalkResult): WalkResult {
+  for (const list of [r.worldWritableFiles, r.worldWritableDirs, r.unowned, r.ungrouped, r.suid, r.sgid])
+    list.sort((x, y) => x.path.localeCompare(y.path));
+  return r;
+}
+
+export function walkTree(root: string, o: WalkAccounts & { live: boolean }): WalkResult {
   const r = emptyWalk();
   if (!root) return r;
   const skip = new Set(SKIP_PATHS);
   if (o.live)
     for (const m of parseFstab(readFileSync("/proc/self/mounts", "utf8")))
       if (SKIP_TYPES.has(m.type) || m.type.startsWith("fuse.")) skip.add(m.target);
-  const push = (list: WalkEntry[], e: WalkEntry) => {
-    if (list.length < KEEP) list.push(e);
-  };
   const prefix = root === "/" ? "" : root;
   const stack = ["/"];
   while (stack.length) {
@@ -105,21 +130,10 @@ export function walkTree(
       } catch {
         continue;
       }
-      r.files++;
-      const e = { path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
-      if (!o.users.has(st.uid)) push(r.unowned, e);
-      if (!o.groups.has(st.gid)) push(r.ungrouped, e);
-      if (st.isDirectory()) {
-        if (st.mode & 0o002 && !(st.mode & 0o1000)) push(r.worldWritableDirs, e);
-        stack.push(path);
-      } else if (st.isFile()) {
-        if (st.mode & 0o002) push(r.worldWritableFiles, e);
-        if (st.mode & 0o4000) push(r.suid, e);
-        if (st.mode & 0o2000) push(r.sgid, e);
-      }
+      const kind = st.isDirectory() ? "dir" : st.isFile() ? "file" : "other";
+      recordEntry(r, { path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid }, kind, o);
+      if (kind === "dir") stack.push(path);
     }
   }
-  for (const list of [r.worldWritableFiles, r.worldWritableDirs, r.unowned, r.ungrouped, r.suid, r.sgid])
-    list.sort((a, b) => a.path.localeCompare(b.path));
-  return r;
+  return sortWalk(r);
 }
