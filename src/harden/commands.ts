@@ -9,9 +9,8 @@ import { writeFileAtomic } from "../common/fsutil.ts";
 import { BERTH_VERSION } from "../os/base-package.ts";
 import { PROFILES, type Profile, profileNamed, runRules, score } from "./engine.ts";
 import { applyPlan, defaultStateDir, listRuns, rollbackRun } from "./journal.ts";
-import { planChanges, renderPlan } from "./plan.ts";
+import { planFixes, renderPlan } from "./plan.ts";
 import { assessmentToSarif, renderAssessment, toAssessment } from "./report.ts";
-import type { Change } from "./rule.ts";
 import { RULES } from "./rules/index.ts";
 import { openTarget } from "./target.ts";
 
@@ -156,18 +155,7 @@ Examples:
           throw new UsageError(
             `${o.target} is a built image; harden the profile's root and rebuild, or apply to a running node`,
           );
-        const changes: { rule: string; change: Change }[] = [];
-        const refused: { id: string; reason: string }[] = [];
-        for (const { rule, result } of outcomes) {
-          if (result.status !== "fail" || !rule.fix || !profile.fixes(rule)) continue;
-          const reason = rule.guard?.(f);
-          if (reason) {
-            refused.push({ id: rule.id, reason });
-            continue;
-          }
-          for (const change of rule.fix(f)) changes.push({ rule: rule.id, change });
-        }
-        const plan = planChanges(f, changes);
+        const { plan, refused } = planFixes(f, outcomes, profile);
         const nothing = plan.edits.length === 0 && plan.steps.length === 0;
         let run: string | undefined;
         if (!o.dryRun && !nothing)

@@ -4,8 +4,7 @@
 import { profileNamed, runRules, score } from "./engine.ts";
 import { Facts } from "./facts.ts";
 import { applyPlan } from "./journal.ts";
-import { planChanges } from "./plan.ts";
-import type { Change } from "./rule.ts";
+import { planFixes } from "./plan.ts";
 
 export interface OfflineHardening {
   profile: string;
@@ -22,15 +21,7 @@ export function hardenRoot(root: string, profileName: string, stateDir: string):
   if (!profile) throw new Error(`unknown hardening profile ${profileName}`);
   const facts = new Facts({ kind: "root", label: root, root });
   const outcomes = runRules(facts, profile);
-  const changes: { rule: string; change: Change }[] = [];
-  const refused: { id: string; reason: string }[] = [];
-  for (const { rule, result } of outcomes) {
-    if (result.status !== "fail" || !rule.fix || !profile.fixes(rule)) continue;
-    const reason = rule.guard?.(facts);
-    if (reason) refused.push({ id: rule.id, reason });
-    else for (const change of rule.fix(facts)) changes.push({ rule: rule.id, change });
-  }
-  const plan = planChanges(facts, changes);
+  const { plan, refused } = planFixes(facts, outcomes, profile);
   if (plan.edits.length)
     applyPlan(plan, { target: root, kind: "root", root, profile: profile.name, live: false }, stateDir);
   const after = score(runRules(new Facts({ kind: "root", label: root, root }), profile)).score;

@@ -6,6 +6,7 @@
 import { lstatSync, readFileSync, readlinkSync } from "node:fs";
 import { createTwoFilesPatch } from "diff";
 import { BerthError } from "../cli/errors.ts";
+import type { Profile, RuleOutcome } from "./engine.ts";
 import type { Facts } from "./facts.ts";
 import type { Change, KeyedLine, LineSyntax } from "./rule.ts";
 
@@ -118,6 +119,26 @@ const sameState = (a: FileState, b: FileState) =>
   a.link === b.link &&
   (a.content === b.content || (!!a.content && !!b.content && a.content.equals(b.content)));
 
+/**
+ * The plan for a profile: the fixes of every failing rule the profile fixes, except those a guard
+ * refuses (with its reason).
+ */
+export function planFixes(
+  f: Facts,
+  outcomes: RuleOutcome[],
+  profile: Profile,
+): { plan: Plan; refused: { id: string; reason: string }[] } {
+  const changes: { rule: string; change: Change }[] = [];
+  const refused: { id: string; reason: string }[] = [];
+  for (const { rule, result } of outcomes) {
+    if (result.status !== "fail" || !rule.fix || !profile.fixes(rule)) continue;
+    const reason = rule.guard?.(f);
+    if (reason) refused.push({ id: rule.id, reason });
+    else for (const change of rule.fix(f)) changes.push({ rule: rule.id, change });
+  }
+  return { plan: planChanges(f, changes), refused };
+}
+
 /** Turns the fixes of failing rules into a plan against the target's current files. */
 export function planChanges(f: Facts, changes: { rule: string; change: Change }[]): Plan {
   const edits = new Map<string, FileEdit>();
@@ -138,10 +159,10 @@ export function planChanges(f: Facts, changes: { rule: string; change: Change }[
     if (!e.after.exists) Object.assign(e.after, { exists: true, kind: "file", mode, uid: 0, gid: 0 });
     e.after.content = Buffer.from(t);
   };
+  // One step per sysctl key or unit and kind (several SSH rules ask for one reload); rules accumulate.
+  const stepKey = (x: RuntimeStep) => `${x.kind} ${x.kind === "sysctl" ? x.key : x.unit}`;
   const step = (s: RuntimeStep) => {
-    const same = steps.find(
-      (x) => x.kind === s.kind && JSON.stringify({ ...x, rules: 0 }) === JSON.stringify({ ...s, rules: 0 }),
-    );
+    const same = steps.find((x) => stepKey(x) === stepKey(s));
     if (same) same.rules.push(...s.rules.filter((r) => !same.rules.includes(r)));
     else steps.push(s);
   };
