@@ -239,7 +239,7 @@ export class Facts {
         if (!u || u.masked || !u.path) continue;
         const dropDir = `/etc/systemd/system/${name}.d`;
         const m = parseMountUnit([this.read(`/${u.path}`) ?? "", ...this.dropIns(dropDir)]);
-        const pulled = units.closure().has(name) || name === "tmp.mount";
+        const pulled = this.enabled(name) || name === "tmp.mount";
         if (m && pulled && !out.some((e) => e.target === m.target)) out.push(m);
       }
       return out;

@@ -1,7 +1,7 @@
 // Mount options for the world-writable places: /tmp, /dev/shm and /var/tmp. Checked as mounted on a live
 // host and as configured (fstab, systemd mount units); fixed in the configuration, effective at next boot.
 
-import type { MountEntry } from "../config.ts";
+import { type MountEntry, parseFstab } from "../config.ts";
 import type { Facts } from "../facts.ts";
 import { type Change, fail, HOST_TARGETS, na, pass, type Rule } from "../rule.ts";
 
@@ -28,9 +28,7 @@ function mounted(f: Facts, target: string): MountEntry | undefined {
 
 /** The configuration change that gives `target` every hardening option (one line per mount point). */
 export function mountFix(f: Facts, target: string): Change[] {
-  const inFstab = f
-    .mountsPersisted()
-    .find((m) => m.target === target && f.read("/etc/fstab")?.includes(m.target));
+  const inFstab = parseFstab(f.read("/etc/fstab") ?? "").find((m) => m.target === target);
   const base = inFstab ?? configured(f, target);
   const opts = [...new Set([...(base?.options.filter((o) => o !== "defaults") ?? ["rw"]), ...OPTIONS])];
   if (!inFstab && target === "/tmp" && f.hasUnit("tmp.mount"))
