@@ -1,5 +1,3 @@
-import { createHash } from "node:crypto";
-import { lstatSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 // Shared helpers for the test suite: running commands and the berth CLI, temp dirs, real archive data.
 
 import { spawn, spawnSync } from "node:child_process";
@@ -98,21 +96,4 @@ export async function mapLimit<T, R>(
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return out;
-}
-
-/** Every path with type, mode, owner, mtime and content: what "byte for byte" means in the tests. */
-export function treeDigestWithTimes(root: string): string {
-  const h = createHash("sha256");
-  const walk = (rel: string) => {
-    for (const name of readdirSync(join(root, rel)).sort()) {
-      const r = `${rel}/${name}`;
-      const st = lstatSync(join(root, r));
-      h.update(`${r}\0${st.mode}\0${st.uid}\0${st.gid}\0${st.mtimeMs}\0`);
-      if (st.isSymbolicLink()) h.update(readlinkSync(join(root, r)));
-      else if (st.isFile()) h.update(readFileSync(join(root, r)));
-      else if (st.isDirectory()) walk(r);
-    }
-  };
-  walk("");
-  return h.digest("hex");
 }

@@ -6,7 +6,8 @@ import { createReadStream } from "node:fs";
 import { lstat, readdir, readlink } from "node:fs/promises";
 import { join } from "node:path";
 
-export async function treeDigest(root: string): Promise<string> {
+/** With `mtimes`, modification times count too (what "restored byte for byte" means for rollback). */
+export async function treeDigest(root: string, o: { mtimes?: boolean } = {}): Promise<string> {
   const h = createHash("sha256");
   // Hard links are recorded as "same as the first path seen", which does not depend on inode numbers.
   const firstPathOfInode = new Map<string, string>();
@@ -16,7 +17,7 @@ export async function treeDigest(root: string): Promise<string> {
       const r = rel ? `${rel}/${name}` : name;
       const p = join(root, r);
       const st = await lstat(p);
-      h.update(`${r}\0${st.mode}\0${st.uid}\0${st.gid}\0`);
+      h.update(`${r}\0${st.mode}\0${st.uid}\0${st.gid}\0${o.mtimes ? `${st.mtimeMs}\0` : ""}`);
       if (st.nlink > 1 && !st.isDirectory()) {
         const id = `${st.dev}:${st.ino}`;
         const first = firstPathOfInode.get(id);

@@ -15,7 +15,8 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { berth, isOneLineError, run, runSync, tempDir, treeDigestWithTimes } from "../helpers.ts";
+import { treeDigest } from "../../src/common/tree-digest.ts";
+import { berth, isOneLineError, run, runSync, tempDir } from "../helpers.ts";
 
 const MIRROR = "http://deb.debian.org/debian";
 const IMAGE = "berth-harden-test:1";
@@ -133,7 +134,7 @@ describe("berth harden", () => {
   });
 
   test("apply: dry run shows every change and changes nothing; the lock-out guard holds", async () => {
-    const before = treeDigestWithTimes(root);
+    const before = await treeDigest(root, { mtimes: true });
     const r = await berth(["harden", "apply", "--target", root, "--dry-run", "--state", state]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /\+\+\+ b\/etc\/sysctl\.d\/zz-berth-harden\.conf/);
@@ -142,11 +143,11 @@ describe("berth harden", () => {
     assert.match(r.stdout, /^\+X11Forwarding no$/m);
     assert.match(r.stdout, /^-\s+"icc": true,$/m);
     assert.match(r.stdout, /refused ssh-permit-root-login: no non-root administrator/);
-    assert.equal(treeDigestWithTimes(root), before, "the dry run changed the root");
+    assert.equal(await treeDigest(root, { mtimes: true }), before, "the dry run changed the root");
   });
 
   test("apply, check, apply again (no-op), rollback: the root is byte-identical", async () => {
-    const before = treeDigestWithTimes(root);
+    const before = await treeDigest(root, { mtimes: true });
     const scoreBefore = (await check(root)).summary.score;
     const r = await berth(["harden", "apply", "--target", root, "--state", state, "--json"]);
     assert.equal(r.code, 0, r.stderr);
@@ -189,14 +190,18 @@ describe("berth harden", () => {
 
     const rb = await berth(["harden", "rollback", out.run, "--state", state]);
     assert.equal(rb.code, 0, rb.stderr);
-    assert.equal(treeDigestWithTimes(root), before, "rollback did not restore the root exactly");
+    assert.equal(
+      await treeDigest(root, { mtimes: true }),
+      before,
+      "rollback did not restore the root exactly",
+    );
     const twice = await berth(["harden", "rollback", out.run, "--state", state]);
     assert.equal(twice.code, 1);
     assert.ok(isOneLineError(twice.stderr), twice.stderr);
   });
 
   test("with an administrator's key in place, root login is closed too", async () => {
-    const before = treeDigestWithTimes(root);
+    const before = await treeDigest(root, { mtimes: true });
     appendFileSync(join(root, "etc/passwd"), "admin:x:1500:1500::/home/admin:/bin/bash\n");
     const group = readFileSync(join(root, "etc/group"), "utf8").replace(
       /^sudo:x:(\d+):(.*)$/m,
@@ -216,7 +221,7 @@ describe("berth harden", () => {
     const rb = await berth(["harden", "rollback", "--target", root, "--state", state]);
     assert.equal(rb.code, 0, rb.stderr);
     assert.notEqual(
-      treeDigestWithTimes(root),
+      await treeDigest(root, { mtimes: true }),
       before,
       "sanity: the admin account was added after the digest",
     );
@@ -226,19 +231,19 @@ describe("berth harden", () => {
   });
 
   test("an apply killed half-way rolls back exactly; a file changed after apply is not overwritten without --force", async () => {
-    const before = treeDigestWithTimes(root);
+    const before = await treeDigest(root, { mtimes: true });
     const killed = await berth(["harden", "apply", "--target", root, "--state", state], {
       env: { BERTH_HARDEN_KILL_AFTER: "3" },
     });
     assert.notEqual(killed.code, 0);
     assert.notEqual(
-      treeDigestWithTimes(root),
+      await treeDigest(root, { mtimes: true }),
       before,
       "the killed apply changed nothing: the test proves nothing",
     );
     const rb = await berth(["harden", "rollback", "--target", root, "--state", state]);
     assert.equal(rb.code, 0, rb.stderr);
-    assert.equal(treeDigestWithTimes(root), before);
+    assert.equal(await treeDigest(root, { mtimes: true }), before);
 
     const r = await berth(["harden", "apply", "--target", root, "--state", state, "--json"]);
     const run = (JSON.parse(r.stdout) as { run: string }).run;
@@ -249,7 +254,7 @@ describe("berth harden", () => {
     assert.ok(isOneLineError(refused.stderr), refused.stderr);
     const forced = await berth(["harden", "rollback", run, "--state", state, "--force"]);
     assert.equal(forced.code, 0, forced.stderr);
-    assert.equal(treeDigestWithTimes(root), before);
+    assert.equal(await treeDigest(root, { mtimes: true }), before);
   });
 
   test("containers and images on the local Docker engine", async () => {

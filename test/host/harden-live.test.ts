@@ -6,8 +6,9 @@ import { spawn } from "node:child_process";
 import { openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { treeDigest } from "../../src/common/tree-digest.ts";
 import { buildBusyboxImage } from "../../src/images/busybox.ts";
-import { berth, run, runSync, tempDir, treeDigestWithTimes } from "../helpers.ts";
+import { berth, run, runSync, tempDir } from "../helpers.ts";
 
 const BUSYBOX = "berth/busybox:latest";
 
@@ -117,7 +118,7 @@ describe("berth harden on this live host", () => {
   });
 
   test("security mode on a host with Docker: containers keep working networking; rollback restores /etc and sysctls", async () => {
-    const etcBefore = treeDigestWithTimes("/etc");
+    const etcBefore = await treeDigest("/etc", { mtimes: true });
     const dry = await berth(["harden", "apply", "--dry-run", "--json", "--state", state]);
     assert.equal(dry.code, 0, dry.stderr);
     const planned = JSON.parse(dry.stdout) as { steps: { kind: string; key?: string }[] };
@@ -126,7 +127,11 @@ describe("berth harden on this live host", () => {
 
     const r = await berth(["harden", "apply", "--profile", "security-mode", "--json", "--state", state]);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(treeDigestWithTimes("/etc") === etcBefore, false, "apply changed nothing in /etc");
+    assert.equal(
+      (await treeDigest("/etc", { mtimes: true })) === etcBefore,
+      false,
+      "apply changed nothing in /etc",
+    );
     const out = JSON.parse(r.stdout) as { run: string; scoreBefore: number; scoreAfter: number };
     assert.ok(out.run, "nothing was applied");
     assert.ok(out.scoreAfter > out.scoreBefore, `${out.scoreBefore} -> ${out.scoreAfter}`);
@@ -143,7 +148,7 @@ describe("berth harden on this live host", () => {
       assert.equal(rb.code, 0, rb.stderr);
       await restartDocker();
     }
-    assert.equal(treeDigestWithTimes("/etc"), etcBefore, "/etc differs after rollback");
+    assert.equal(await treeDigest("/etc", { mtimes: true }), etcBefore, "/etc differs after rollback");
     assert.deepEqual(
       keys.map((k) => readFileSync(`/proc/sys/${k.replaceAll(".", "/")}`, "utf8")),
       sysctlsBefore,
