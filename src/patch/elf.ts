@@ -238,9 +238,12 @@ export function exportedFunctions(elf: ElfFile): ElfSymbol[] {
   );
 }
 
-/** The lowest load address: subtracted from a mapping's start to get the load bias. */
-export function firstLoadVaddr(elf: ElfFile): bigint {
+/**
+ * Where the object is loaded: the start of its first mapping minus its lowest (page-aligned) load
+ * address, the amount to add to any address in the file (symbols, relocations).
+ */
+export function loadBias(mappingStart: bigint, elf: ElfFile): bigint {
   let low = elf.loads[0]?.vaddr ?? 0n;
   for (const l of elf.loads) if (l.vaddr < low) low = l.vaddr;
-  return low & ~0xfffn;
+  return mappingStart - (low & ~0xfffn);
 }

@@ -18,6 +18,7 @@ import { basename, dirname, join } from "node:path";
 import { BerthError, UsageError } from "../cli/errors.ts";
 import { cacheRoot } from "../common/cache.ts";
 import { run } from "../common/exec.ts";
+import { writeFileAtomic } from "../common/fsutil.ts";
 
 /** Replacement functions in the source: `livepatch_NAME` replaces the kernel's NAME. */
 export function replacedFunctions(src: string): { original: string; replacement: string }[] {
@@ -184,10 +185,8 @@ export async function buildLivepatch(o: BuildOptions): Promise<string> {
       const s = root === "/" ? await run(args[0]!, args.slice(1)) : await run("chroot", [root, ...args]);
       if (s.code !== 0) throw new BerthError(`sign-file failed: ${s.stderr.trim().split("\n").pop()}`);
     }
-    mkdirSync(o.out, { recursive: true });
     const dest = join(o.out, `${o.name}.ko`);
-    copyFileSync(ko, `${dest}.tmp`);
-    renameSync(`${dest}.tmp`, dest);
+    await writeFileAtomic(dest, readFileSync(ko));
     return dest;
   } finally {
     rmSync(work, { recursive: true, force: true });

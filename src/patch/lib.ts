@@ -8,24 +8,21 @@
 import { createHash } from "node:crypto";
 import {
   closeSync,
-  copyFileSync,
   existsSync,
-  mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
   readSync,
   realpathSync,
-  renameSync,
   rmSync,
-  writeFileSync,
 } from "node:fs";
 import { basename, join } from "node:path";
 import { BerthError } from "../cli/errors.ts";
+import { writeFileAtomic } from "../common/fsutil.ts";
 import {
   type ElfFile,
   exportedFunctions,
-  firstLoadVaddr,
+  loadBias,
   parseElf,
   R_X86_64_GLOB_DAT,
   R_X86_64_JUMP_SLOT,
@@ -87,16 +84,10 @@ export function readProcessJournal(pid: number, dir = patchStateDir()): ProcessJ
   return { pid, startTime: st, comm: commandName(pid), layers: [] };
 }
 
-function writeProcessJournal(j: ProcessJournal, dir: string): void {
+async function writeProcessJournal(j: ProcessJournal, dir: string): Promise<void> {
   const p = journalPath(j.pid, dir);
-  mkdirSync(join(dir, "processes"), { recursive: true });
-  if (!j.layers.length) {
-    rmSync(p, { force: true });
-    return;
-  }
-  const tmp = `${p}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(j, null, 2)}\n`);
-  renameSync(tmp, p);
+  if (j.layers.length) await writeFileAtomic(p, `${JSON.stringify(j, null, 2)}\n`);
+  else rmSync(p, { force: true });
 }
 
 /** The shortest jump from `from` to `to` that fits in `room` bytes, or undefined. */
@@ -152,30 +143,16 @@ function loaded(pid: number, maps: Mapping[], path: string): Loaded | undefined 
   const m = libraryMappings(maps, path)[0];
   if (!m) return undefined;
   const elf = parseElf(mappedFile(pid, m));
-  return { mapping: m, elf, bias: m.start - firstLoadVaddr(elf) };
+  return { mapping: m, elf, bias: loadBias(m.start, elf) };
 }
 
 /** Copies the new library where the process can open it: its own root for a container. */
-function stage(pid: number, newPath: string, sha: string, dir: string): string {
+async function stage(pid: number, newPath: string, bytes: Buffer, sha: string, dir: string): Promise<string> {
   const name = `${sha.slice(0, 16)}-${basename(newPath)}`;
-  if (inOtherRoot(pid)) {
-    const inside = `/tmp/berth-patch/${name}`;
-    const real = `/proc/${pid}/root${inside}`;
-    if (!existsSync(real)) {
-      mkdirSync(`/proc/${pid}/root/tmp/berth-patch`, { recursive: true });
-      copyFileSync(newPath, `${real}.tmp`);
-      renameSync(`${real}.tmp`, real);
-    }
-    return inside;
-  }
-  const libs = join(dir, "libs");
-  mkdirSync(libs, { recursive: true });
-  const real = join(libs, name);
-  if (!existsSync(real)) {
-    copyFileSync(newPath, `${real}.tmp`);
-    renameSync(`${real}.tmp`, real);
-  }
-  return realpathSync(real);
+  const inside = inOtherRoot(pid) ? `/tmp/berth-patch/${name}` : undefined;
+  const real = inside ? `/proc/${pid}/root${inside}` : join(dir, "libs", name);
+  if (!existsSync(real)) await writeFileAtomic(real, bytes);
+  return inside ?? realpathSync(real);
 }
 
 export interface PatchResult {
@@ -276,8 +253,8 @@ export async function patchLib(h: PtraceHelper, pid: number, o: PatchOptions): P
     exportedFunctions(libcElf).find((s) => s.name === "dlopen") ??
     libcElf.symbols.find((s) => s.name === "__libc_dlopen_mode" && s.defined);
   if (!dlopen) throw new BerthError(`process ${pid}'s libc has no dlopen`);
-  const dlopenAddr = libc.start - firstLoadVaddr(libcElf) + dlopen.value;
-  const loadedAs = stage(pid, o.newPath, sha, dir);
+  const dlopenAddr = loadBias(libc.start, libcElf) + dlopen.value;
+  const loadedAs = await stage(pid, o.newPath, newBytes, sha, dir);
 
   let pauseNs = 0;
   // Loading the library is its own short stop; skipped when an earlier patch already loaded it.
@@ -302,7 +279,7 @@ export async function patchLib(h: PtraceHelper, pid: number, o: PatchOptions): P
   const newFns = new Map(exportedFunctions(target.elf).map((s) => [s.name, target.bias + s.value]));
   // Entries to redirect: the original library's, and those of each earlier replacement still loaded.
   const sources: { bias: bigint; elf: ElfFile; label: string }[] = [
-    { bias: old.start - firstLoadVaddr(oldElf), elf: oldElf, label: basename(old.path) },
+    { bias: loadBias(old.start, oldElf), elf: oldElf, label: basename(old.path) },
   ];
   for (const layer of journal.layers) {
     const prev = loaded(pid, now, layer.loadedAs);
@@ -346,7 +323,7 @@ export async function patchLib(h: PtraceHelper, pid: number, o: PatchOptions): P
     writes,
     at: new Date().toISOString(),
   });
-  writeProcessJournal(journal, dir);
+  await writeProcessJournal(journal, dir);
   let retries = 0;
   try {
     const r = await swapSafely(h, pid, chosen, o.retries ?? DEFAULT_RETRIES);
@@ -354,7 +331,7 @@ export async function patchLib(h: PtraceHelper, pid: number, o: PatchOptions): P
     retries = r.retries;
   } catch (e) {
     journal.layers.pop();
-    writeProcessJournal(journal, dir);
+    await writeProcessJournal(journal, dir);
     throw e;
   }
   return { pid, comm: journal.comm, functions: newFns.size, writes: writes.length, pauseNs, retries };
@@ -377,7 +354,7 @@ async function gotWrites(
     } catch {
       continue;
     }
-    const bias = m.start - firstLoadVaddr(elf);
+    const bias = loadBias(m.start, elf);
     for (const r of elf.relocations) {
       if ((r.type !== R_X86_64_JUMP_SLOT && r.type !== R_X86_64_GLOB_DAT) || !r.symbol) continue;
       const to = newFns.get(r.symbol);
@@ -425,7 +402,7 @@ export async function rollbackLib(
     },
   );
   journal.layers.pop();
-  writeProcessJournal(journal, dir);
+  await writeProcessJournal(journal, dir);
   return {
     pid,
     comm: journal.comm,
