@@ -297,19 +297,15 @@ function validate(cmd: string[]): void {
   }
 }
 
-export interface RunInfo {
-  id: string;
-  target: string;
-  kind: string;
-  root: string;
-  profile: string;
-  started: string;
+type RunMeta = Extract<JournalEntry, { t: "meta" }>;
+
+/** A run as `berth harden runs` lists it: its meta entry, and what the journal shows became of it. */
+export type RunInfo = Omit<RunMeta, "t"> & {
   complete: boolean;
   rolledBack: boolean;
   files: number;
   steps: number;
-  rules: string[];
-}
+};
 
 export function readJournal(dir: string): JournalEntry[] {
   const text = readFileSync(join(dir, "journal.jsonl"), "utf8");
@@ -336,21 +332,17 @@ export function listRuns(stateDir = defaultStateDir()): RunInfo[] {
       } catch {
         return [];
       }
-      const meta = entries.find((e): e is Extract<JournalEntry, { t: "meta" }> => e.t === "meta");
+      const meta = entries.find((e): e is RunMeta => e.t === "meta");
       if (!meta) return [];
+      const { t: _meta, ...fields } = meta;
       return [
         {
+          ...fields,
           id,
-          target: meta.target,
-          kind: meta.kind,
-          root: meta.root,
-          profile: meta.profile,
-          started: meta.started,
           complete: entries.some((e) => e.t === "done"),
           rolledBack: existsSync(join(dir, "rolled-back")),
           files: entries.filter((e) => e.t === "file").length,
           steps: entries.filter((e) => e.t === "sysctl" || e.t === "stop" || e.t === "reload").length,
-          rules: meta.rules,
         },
       ];
     });
