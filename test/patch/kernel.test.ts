@@ -37,6 +37,20 @@ asmlinkage long livepatch___x64_sys_pause(const struct pt_regs *regs)
 describe("berth patch kernel", () => {
   const dir = tempDir("berth-patch-kernel-");
   let release = "";
+  const build = (src: string, name: string, out: string, extra: string[] = []) =>
+    berth([
+      "patch",
+      "kernel",
+      "build",
+      join(dir, src),
+      "--kernel",
+      release,
+      "--name",
+      name,
+      "--out",
+      out,
+      ...extra,
+    ]);
 
   before(async () => {
     const show = await berth(["pkg", "show", "linux-image-amd64", "--suite", "trixie", "--json", "-q"]);
@@ -54,20 +68,7 @@ describe("berth patch kernel", () => {
       ["v2.c", "berth_lp2", ["--replace"]],
       ["pause.c", "berth_lp_pause", []],
     ] as const) {
-      const b = await berth([
-        "patch",
-        "kernel",
-        "build",
-        join(dir, src),
-        "--kernel",
-        release,
-        "--name",
-        name,
-        "--out",
-        dir,
-        "-q",
-        ...extra,
-      ]);
+      const b = await build(src, name, dir, ["-q", ...extra]);
       assert.equal(b.code, 0, b.stderr);
     }
   });
@@ -101,35 +102,10 @@ describe("berth patch kernel", () => {
     ]);
     assert.equal(ssl.code, 0, ssl.stderr);
     const signedDir = join(dir, "signed");
-    const b = await berth([
-      "patch",
-      "kernel",
-      "build",
-      join(dir, "v1.c"),
-      "--kernel",
-      release,
-      "--name",
-      "berth_lp1",
-      "--out",
-      signedDir,
-      "--sign-key",
-      key,
-      "--sign-cert",
-      cert,
-      "-q",
-    ]);
+    const b = await build("v1.c", "berth_lp1", signedDir, ["--sign-key", key, "--sign-cert", cert, "-q"]);
     assert.equal(b.code, 0, b.stderr);
     assert.equal(moduleIsSigned(readFileSync(join(signedDir, "berth_lp1.ko"))), true);
-    const bad = await berth([
-      "patch",
-      "kernel",
-      "build",
-      join(dir, "v1.c"),
-      "--kernel",
-      release,
-      "--name",
-      "Bad-Name",
-    ]);
+    const bad = await build("v1.c", "Bad-Name", signedDir);
     assert.equal(bad.code, 2);
   });
 
