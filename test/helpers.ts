@@ -1,13 +1,28 @@
 // Shared helpers for the test suite: running commands and the berth CLI, temp dirs, real archive data.
 
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-export const SHARED_DATA = resolve(ROOT, "../shared/data");
+/**
+ * The workplace's shared data (../shared/data beside the repository). A clone elsewhere (CI clones into
+ * a temporary directory) finds it beside the repository it was cloned from; BERTH_SHARED_DATA overrides.
+ */
+export const SHARED_DATA = sharedData();
+
+function sharedData(): string {
+  if (process.env.BERTH_SHARED_DATA) return process.env.BERTH_SHARED_DATA;
+  const beside = resolve(ROOT, "../shared/data");
+  if (existsSync(beside)) return beside;
+  const origin = spawnSync("git", ["-C", ROOT, "config", "--get", "remote.origin.url"], {
+    encoding: "utf8",
+  }).stdout.trim();
+  const fromOrigin = origin.startsWith("/") ? resolve(origin, "../shared/data") : "";
+  return fromOrigin && existsSync(fromOrigin) ? fromOrigin : beside;
+}
 export const BERTH = join(ROOT, "bin/berth");
 
 export interface RunResult {
