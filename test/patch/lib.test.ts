@@ -272,7 +272,15 @@ describe("berth patch lib", () => {
     ) as { pid: number }[];
     assert.ok(!status.some((s) => s.pid === t.pid), "a dead process kept a journal");
 
-    const asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups", join(ROOT, "bin/berth")];
+    // An unprivileged user that can still read the checkout (a clone may sit in a 0700 temp directory).
+    const asNobody = [
+      "--reuid=65534",
+      "--regid=65534",
+      "--clear-groups",
+      "--inh-caps=+dac_read_search",
+      "--ambient-caps=+dac_read_search",
+      join(ROOT, "bin/berth"),
+    ];
     const nobody = await run("setpriv", [...asNobody, ...applyArgs(tiny.pid, "libdemo-v2.so")]);
     assert.equal(nobody.code, 1);
     assert.match(nobody.stderr, /needs root/);
