@@ -14,6 +14,8 @@ APT_PACKAGES=(
   qemu-system-x86 qemu-utils ovmf openssh-client procps skopeo zip
   docker.io
   python3 python3-apt python3-debian time lynis kmod openssl
+  cryptsetup-bin gdb
+  postgresql etcd-server chromium
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -26,6 +28,9 @@ for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q ' installed$' || missing+=("$p")
 done
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+# kubectl for the Kubernetes tests: Debian's, unless the machine already has one (another vendor's
+# kubectl package owns the same path).
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   mkdir -p "$CACHE/apt/archives/partial"
@@ -57,6 +62,26 @@ start_dockerd() {
   return 1
 }
 
+# PostgreSQL for the fleet server's tests: Debian's cluster, a superuser role "berth" over the local
+# socket and TCP on loopback (password "berth"); tests create and drop databases of their own.
+start_postgresql() {
+  local version
+  version=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
+  [ -n "$version" ] || { echo "setup: postgresql is not installed" >&2; return 1; }
+  pg_lsclusters -h 2>/dev/null | grep -q "^$version main" || pg_createcluster "$version" main >/dev/null
+  if ! pg_lsclusters -h | grep -q "^$version main .* online"; then
+    echo "setup: starting postgresql $version"
+    pg_ctlcluster "$version" main start
+  fi
+  for _ in $(seq 1 30); do
+    su postgres -c "psql -qAtc 'select 1'" >/dev/null 2>&1 && break
+    sleep 1
+  done
+  su postgres -c "psql -qAtc \"select 1 from pg_roles where rolname='berth'\"" | grep -q 1 ||
+    su postgres -c "psql -qc \"create role berth login superuser password 'berth'\"" >/dev/null
+}
+
 if [ "${1:-}" = "--services" ]; then
   start_dockerd
+  start_postgresql
 fi

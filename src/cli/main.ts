@@ -2,16 +2,32 @@
 // The `berth` command: one family of subcommands per part of the product.
 
 import { Command, CommanderError } from "commander";
-import { registerDbCommands } from "../db/commands.ts";
-import { registerHardenCommands } from "../harden/commands.ts";
-import { registerOsCommands } from "../os/commands.ts";
-import { registerPatchCommands } from "../patch/commands.ts";
-import { registerPkgCommands } from "../pkg/commands.ts";
-import { registerScanCommands } from "../scan/commands.ts";
+import { errorLine, exitCodeOf } from "../common/errors.ts";
 
-import { errorLine, exitCodeOf } from "./errors.ts";
+/**
+ * The command families, in the order help lists them. Each is loaded only when it is asked for: a
+ * command's start-up then pays for its own part only (the fleet server, the Kubernetes client and the
+ * image builder are large), which matters on small nodes and under emulation.
+ */
+const FAMILIES: [string, () => Promise<(program: Command) => void>][] = [
+  ["pkg", async () => (await import("./commands/pkg.ts")).registerPkgCommands],
+  ["os", async () => (await import("./commands/os.ts")).registerOsCommands],
+  ["images", async () => (await import("./commands/images.ts")).registerImagesCommands],
+  ["scan", async () => (await import("./commands/scan.ts")).registerScanCommands],
+  ["db", async () => (await import("./commands/db.ts")).registerDbCommands],
+  ["harden", async () => (await import("./commands/harden.ts")).registerHardenCommands],
+  ["patch", async () => (await import("./commands/patch.ts")).registerPatchCommands],
+  ["repo", async () => (await import("./commands/repo.ts")).registerRepoCommands],
+  ["advisory", async () => (await import("./commands/advisory.ts")).registerAdvisoryCommands],
+  ["k8s", async () => (await import("./commands/k8s.ts")).registerK8sCommands],
+  ["server", async () => (await import("./commands/server.ts")).registerServerCommands],
+  ["agent", async () => (await import("./commands/agent.ts")).registerAgentCommands],
+  ["fleet", async () => (await import("./commands/fleet.ts")).registerFleetCommands],
+  ["operator", async () => (await import("./commands/operator.ts")).registerOperatorCommands],
+  ["update", async () => (await import("./commands/update.ts")).registerUpdateCommands],
+];
 
-export function buildProgram(): Command {
+export async function buildProgram(argv: string[] = []): Promise<Command> {
   const program = new Command("berth")
     .description(
       "Berth: a container host OS built from Debian packages, and the toolkit that builds, secures, patches and updates it.",
@@ -35,12 +51,11 @@ Examples:
   berth os build && berth os run --check     build the default image, boot it, run a container`,
     );
   program.exitOverride();
-  registerPkgCommands(program);
-  registerOsCommands(program);
-  registerScanCommands(program);
-  registerDbCommands(program);
-  registerHardenCommands(program);
-  registerPatchCommands(program);
+  // Help, no command or an unknown one (for suggestions) needs every family.
+  // (The only global option, -q, takes no value: the first other word names the family.)
+  const family = argv.find((a) => !a.startsWith("-"));
+  const asked = FAMILIES.filter(([name]) => name === family);
+  for (const [, load] of asked.length ? asked : FAMILIES) (await load())(program);
 
   // Every subcommand exits through our handler too.
   const override = (c: Command) => {
@@ -57,7 +72,7 @@ Examples:
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv, { from: "user" });
     return Number(process.exitCode ?? 0);

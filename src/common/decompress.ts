@@ -4,7 +4,7 @@
 import { spawn } from "node:child_process";
 import { Duplex, PassThrough, type Readable } from "node:stream";
 import { createGunzip, createZstdDecompress } from "node:zlib";
-import { BerthError } from "../cli/errors.ts";
+import { BerthError } from "./errors.ts";
 
 export type Compression = "none" | "gz" | "xz" | "lzma" | "zst" | "bz2";
 

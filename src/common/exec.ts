@@ -2,7 +2,7 @@
 // callback for progress, and failures turned into one-line BerthErrors.
 
 import { spawn } from "node:child_process";
-import { BerthError } from "../cli/errors.ts";
+import { BerthError } from "./errors.ts";
 
 export interface RunOptions {
   env?: NodeJS.ProcessEnv;

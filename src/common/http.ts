@@ -4,7 +4,7 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { BerthError } from "../cli/errors.ts";
+import { BerthError } from "./errors.ts";
 
 export interface FetchedBody {
   stream: Readable;

@@ -8,7 +8,7 @@ import { join, posix } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
-import { BerthError } from "../cli/errors.ts";
+import { BerthError } from "./errors.ts";
 
 export type TarEntryType =
   | "file"

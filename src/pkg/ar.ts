@@ -2,7 +2,7 @@
 // maintained npm ar readers either buffer whole files or do not validate sizes against the file.
 
 import { open } from "node:fs/promises";
-import { BerthError } from "../cli/errors.ts";
+import { BerthError } from "../common/errors.ts";
 
 export interface ArMember {
   name: string;

@@ -4,9 +4,9 @@
 import { createReadStream } from "node:fs";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { BerthError } from "../cli/errors.ts";
 import { ContentCache } from "../common/cache.ts";
 import { compressionOfName, decompressor } from "../common/decompress.ts";
+import { BerthError } from "../common/errors.ts";
 import { exists, tempPathFor, writeFileAtomic, writeStreamAtomic } from "../common/fsutil.ts";
 import { HashingStream, sha256Hex } from "../common/hash.ts";
 import { HttpNotFound, httpGet, httpGetBuffer } from "../common/http.ts";

@@ -3,8 +3,8 @@
 
 import { createReadStream } from "node:fs";
 import type { Readable } from "node:stream";
-import { BerthError } from "../cli/errors.ts";
 import { compressionOfName, decompressor } from "../common/decompress.ts";
+import { BerthError } from "../common/errors.ts";
 import {
   type ExtractOptions,
   type ExtractResult,

@@ -2,7 +2,7 @@
 // what gpgv outputs, never the input file, so nothing outside the signature can slip in.
 
 import { spawn } from "node:child_process";
-import { BerthError } from "../cli/errors.ts";
+import { BerthError } from "../common/errors.ts";
 
 export interface VerifiedText {
   text: string;

@@ -2,7 +2,7 @@
 // version apt would pick (highest version; Berth uses no pinning), and who provides each virtual name.
 
 import { createReadStream } from "node:fs";
-import { BerthError } from "../cli/errors.ts";
+import { BerthError } from "../common/errors.ts";
 import { Deb822SyntaxError, type Stanza, streamDeb822 } from "./deb822.ts";
 import { parseRelations, type RelationGroup } from "./relation.ts";
 import { parseSourceField } from "./status.ts";

@@ -1,7 +1,7 @@
 // Package relationship fields (Depends, Pre-Depends, Provides, Conflicts, Breaks, ...):
 // comma-separated groups of "|"-separated alternatives, each "name[:arch] [(op version)] [[archs]] [<profiles>]".
 
-import { BerthError } from "../cli/errors.ts";
+import { BerthError } from "../common/errors.ts";
 import type { RelationOp } from "./version.ts";
 
 export interface Relation {

@@ -1,6 +1,6 @@
 // Release / InRelease metadata: which index files a suite has, with their sizes and SHA-256 digests.
 
-import { BerthError } from "../cli/errors.ts";
+import { BerthError } from "../common/errors.ts";
 import { continuationLines, parseDeb822 } from "./deb822.ts";
 
 export interface ReleaseFile {

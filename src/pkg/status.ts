@@ -4,7 +4,7 @@
 import { createReadStream } from "node:fs";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { BerthError } from "../cli/errors.ts";
+import { BerthError } from "../common/errors.ts";
 import { Deb822SyntaxError, parseDeb822, type Stanza, streamDeb822 } from "./deb822.ts";
 
 export interface InstalledPackage {

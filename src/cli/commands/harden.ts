@@ -2,17 +2,18 @@
 // byte), rollback (exact), runs and rules.
 
 import { type Command, Option } from "commander";
-import { contextOf, say } from "../cli/context.ts";
-import { BerthError, UsageError } from "../cli/errors.ts";
-import { printJson, renderTable } from "../cli/output.ts";
-import { writeFileAtomic } from "../common/fsutil.ts";
-import { BERTH_VERSION } from "../os/base-package.ts";
-import { PROFILES, type Profile, profileNamed, runRules, score } from "./engine.ts";
-import { applyPlan, defaultStateDir, listRuns, rollbackRun } from "./journal.ts";
-import { planFixes, renderPlan } from "./plan.ts";
-import { assessmentToSarif, renderAssessment, toAssessment } from "./report.ts";
-import { RULES } from "./rules/index.ts";
-import { openTarget } from "./target.ts";
+import { BerthError, UsageError } from "../../common/errors.ts";
+import { renderTable } from "../../common/format.ts";
+import { writeFileAtomic } from "../../common/fsutil.ts";
+import { BERTH_VERSION } from "../../common/version.ts";
+import { PROFILES, type Profile, profileNamed, runRules, score } from "../../harden/engine.ts";
+import { applyPlan, defaultStateDir, listRuns, rollbackRun } from "../../harden/journal.ts";
+import { planFixes, renderPlan } from "../../harden/plan.ts";
+import { assessmentToSarif, renderAssessment, toAssessment } from "../../harden/report.ts";
+import { RULES } from "../../harden/rules/index.ts";
+import { openTarget } from "../../harden/target.ts";
+import { contextOf, say } from "../context.ts";
+import { printJson } from "../output.ts";
 
 interface Flags {
   target: string;

@@ -2,18 +2,24 @@
 
 import { existsSync } from "node:fs";
 import type { Command } from "commander";
-import { contextOf, say, warn } from "../cli/context.ts";
-import { BerthError, UsageError } from "../cli/errors.ts";
-import { writeFileAtomic } from "../common/fsutil.ts";
-import { ageDays } from "../db/commands.ts";
-import { AdvisoryDb, defaultDbPath } from "../db/database.ts";
-import { parseSeverity, type Severity, severityRank } from "../db/severity.ts";
-import { BERTH_VERSION } from "../os/base-package.ts";
-import { renderFindings, type ScanResult, summarize, summaryLine, toCycloneDx, toSarif } from "./formats.ts";
-import type { Inventory } from "./inventory.ts";
-import { upstreamVersion } from "./kernel-match.ts";
-import { type Finding, matchInventory } from "./match.ts";
-import { inventoryOf } from "./targets.ts";
+import { BerthError, UsageError } from "../../common/errors.ts";
+import { writeFileAtomic } from "../../common/fsutil.ts";
+import { BERTH_VERSION } from "../../common/version.ts";
+import { AdvisoryDb, defaultDbPath } from "../../db/database.ts";
+import { parseSeverity, type Severity, severityRank } from "../../db/severity.ts";
+import {
+  renderFindings,
+  type ScanResult,
+  summarize,
+  summaryLine,
+  toCycloneDx,
+  toSarif,
+} from "../../scan/formats.ts";
+import type { Inventory } from "../../scan/inventory.ts";
+import { upstreamVersion } from "../../scan/kernel-match.ts";
+import { type Finding, matchInventory } from "../../scan/match.ts";
+import { inventoryOf } from "../../scan/targets.ts";
+import { contextOf, say, warn } from "../context.ts";
 
 interface ScanFlags {
   format?: string;
@@ -48,10 +54,14 @@ function parseSeverityOrUsage(s: string): Severity {
 function openDb(o: ScanFlags): AdvisoryDb {
   if (!existsSync(o.db)) throw new BerthError(`no advisory database at ${o.db}: run berth db update first`);
   const db = new AdvisoryDb(o.db, { readOnly: true });
-  const age = ageDays(db);
-  if (age === undefined) warn(`the advisory database ${o.db} is empty: run berth db update`);
-  else if (age > o.maxAge)
-    warn(`the advisory database is ${age.toFixed(1)} days old (more than ${o.maxAge}): run berth db update`);
+  const ages = db.sourceAges();
+  if (!ages.length) warn(`the advisory database ${o.db} is empty: run berth db update`);
+  const old = ages.filter((a) => a.ageDays > o.maxAge);
+  // Every source is matched against; each one past the limit is named.
+  if (old.length)
+    warn(
+      `the advisory data matched against is more than ${o.maxAge} days old: ${old.map((a) => `${a.name} (${a.ageDays.toFixed(1)} days)`).join(", ")}; run berth db update`,
+    );
   return db;
 }
 

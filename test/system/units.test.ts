@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { describe, test } from "node:test";
-import { pullsOf, UnitTree } from "../../src/os/units.ts";
+import { pullsOf, UnitTree } from "../../src/system/units.ts";
 import { tempDir } from "../helpers.ts";
 
 function root(): string {

@@ -4,16 +4,17 @@ import { copyFile, mkdir } from "node:fs/promises";
 import { basename, join, resolve as resolvePath } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { type Command, Option } from "commander";
-import { type CommandContext, contextOf, say, warn } from "../cli/context.ts";
-import { BerthError, UsageError } from "../cli/errors.ts";
-import { formatBytes, printJson, renderTable } from "../cli/output.ts";
-import { Archive } from "./archive.ts";
-import { extractDeb, listDeb, readDebControl, readDebFile } from "./deb.ts";
-import type { PackageIndex } from "./index.ts";
-import { parseRequest, type Resolution, resolve, whyChain } from "./resolve.ts";
-import { repositoriesOf, resolveSources, type SourcesConfig } from "./sources.ts";
-import { type InstalledPackage, readRootPackages, readStatus } from "./status.ts";
-import { COMPARE_OPERATORS, evaluateRelation, VersionSyntaxError } from "./version.ts";
+import { BerthError, UsageError } from "../../common/errors.ts";
+import { formatBytes, renderTable } from "../../common/format.ts";
+import { Archive } from "../../pkg/archive.ts";
+import { extractDeb, listDeb, readDebControl, readDebFile } from "../../pkg/deb.ts";
+import type { PackageIndex } from "../../pkg/index.ts";
+import { parseRequest, type Resolution, resolve, whyChain } from "../../pkg/resolve.ts";
+import { repositoriesOf, resolveSources, type SourcesConfig } from "../../pkg/sources.ts";
+import { type InstalledPackage, readRootPackages, readStatus } from "../../pkg/status.ts";
+import { COMPARE_OPERATORS, evaluateRelation, VersionSyntaxError } from "../../pkg/version.ts";
+import { type CommandContext, contextOf, say, warn } from "../context.ts";
+import { printJson } from "../output.ts";
 
 interface SourceFlags {
   mirror?: string;

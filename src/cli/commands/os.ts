@@ -5,26 +5,23 @@ import { readFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
-import { contextOf, say, warn } from "../cli/context.ts";
-import { BerthError, UsageError } from "../cli/errors.ts";
-import { formatBytes, printJson, renderTable } from "../cli/output.ts";
-import { Archive } from "../pkg/archive.ts";
-import { buildImage, writeReport } from "./build.ts";
-import {
-  checkConfig,
-  configOf,
-  parseKernelConfig,
-  runningKernelConfig,
-  runtimeProbes,
-  summarize,
-} from "./kernel-check.ts";
-import type { Manifest } from "./manifest.ts";
-import { readProfile } from "./profile.ts";
-import { runImage } from "./qemu.ts";
-import { makeReport, reportMarkdown } from "./report.ts";
+import { BerthError, UsageError } from "../../common/errors.ts";
+import { formatBytes, renderTable } from "../../common/format.ts";
+import { bootRecordOf, readBootRecord, writeBootRecord } from "../../os/boot-record.ts";
+import { buildImage, writeReport } from "../../os/build.ts";
+import { checkConfig, configOf, runtimeProbes, summarize } from "../../os/kernel-check.ts";
+import type { Manifest } from "../../os/manifest.ts";
+import { readProfile } from "../../os/profile.ts";
+import { defaultCpus, runImage } from "../../os/qemu.ts";
+import { checkReleaseVersion } from "../../os/release.ts";
+import { makeReport, type Report, reportMarkdown } from "../../os/report.ts";
+import { Archive } from "../../pkg/archive.ts";
+import { parseKernelConfig, runningKernelConfig } from "../../system/kernel-config.ts";
+import { contextOf, say, warn } from "../context.ts";
+import { printJson } from "../output.ts";
 
 /** The repository's profiles directory (profiles ship with Berth). */
-export const PROFILES_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "../../profiles");
+export const PROFILES_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "../../../profiles");
 export const DEFAULT_PROFILE = join(PROFILES_DIR, "container-host.yaml");
 export const BASELINE_PROFILE = join(PROFILES_DIR, "general-purpose.yaml");
 
@@ -59,6 +56,10 @@ export function registerOsCommands(program: Command): void {
     .option("--no-baseline", "skip the baseline (the report then has the image's figures only)")
     .option("--offline", "use only the cache")
     .option("--no-image-cache", "compress the root even when an identical tree was compressed before")
+    .option(
+      "--release-version <version>",
+      "release version YYYY.MM.N stamped into the image (default: YYYY.MM.DDHH of the archive state)",
+    )
     .option("--json", "print the manifest as JSON")
     .addHelpText(
       "after",
@@ -73,6 +74,7 @@ export function registerOsCommands(program: Command): void {
           baseline: string | false;
           offline?: boolean;
           imageCache: boolean;
+          releaseVersion?: string;
         },
 
         cmd: Command,
@@ -81,6 +83,7 @@ export function registerOsCommands(program: Command): void {
         const profile = readProfile(profilePath);
         const baseline = o.baseline === false ? false : readProfile(o.baseline);
         const keys = readKeys(o.sshKey);
+        if (o.releaseVersion !== undefined) checkReleaseVersion(o.releaseVersion, "--release-version");
         if (process.getuid?.() !== 0)
           throw new UsageError("berth os build needs root (mmdebstrap builds the root as root)");
         const out = o.out ?? join("out", profile.name);
@@ -92,10 +95,14 @@ export function registerOsCommands(program: Command): void {
           sshKeys: keys,
           baseline,
           imageCache: o.imageCache,
+          releaseVersion: o.releaseVersion,
         });
         if (ctx.json) return printJson(r.manifest);
         const report = JSON.parse(await readFile(join(r.out, "report.json"), "utf8")) as { claim: string };
-        say(ctx, `built ${profile.name} in ${r.manifest.buildSeconds} s -> ${r.out}`);
+        say(
+          ctx,
+          `built ${profile.name} in ${r.manifest.buildSeconds} s -> ${r.out} (release ${r.manifest.releaseVersion})`,
+        );
         say(
           ctx,
           `  ${r.manifest.packages.length} packages, ${r.manifest.enabledServices.length} services, root image ${formatBytes(r.manifest.compressedBytes)}`,
@@ -125,6 +132,10 @@ export function registerOsCommands(program: Command): void {
       };
       const m = await load(image);
       let baseline: Manifest | undefined;
+      const boot = {
+        image: readBootRecord(image),
+        baseline: o.baseline ? readBootRecord(o.baseline) : undefined,
+      };
       if (o.baseline) baseline = await load(o.baseline);
       else {
         const prev = join(image, "report.json");
@@ -132,13 +143,15 @@ export function registerOsCommands(program: Command): void {
           ? (JSON.parse(await readFile(prev, "utf8")) as { baseline?: unknown })
           : {};
         if (r.baseline) {
-          const report = JSON.parse(await readFile(prev, "utf8"));
+          // The recorded report, with the image's latest checked boot.
+          const report = JSON.parse(await readFile(prev, "utf8")) as Report;
+          if (boot.image) report.boot = { ...report.boot, image: boot.image };
           if (ctx.json) return printJson(report);
           return say(ctx, reportMarkdown(report));
         }
       }
-      await writeReport(image, m, baseline);
-      const report = makeReport(m, baseline);
+      await writeReport(image, m, baseline, boot);
+      const report = makeReport(m, baseline, new Date(), boot);
       if (ctx.json) printJson(report);
       else say(ctx, reportMarkdown(report));
     });
@@ -169,6 +182,10 @@ export function registerOsCommands(program: Command): void {
     .option("--kvm", "use KVM instead of TCG (only where KVM is really fast)")
     .option("--uefi", "boot through OVMF and systemd-boot on the ESP instead of direct kernel boot")
     .option("--timeout <seconds>", "give up the check after this long", (v) => Number(v), 600)
+    .option(
+      "--analyze",
+      "with --check: print where the boot went (systemd-analyze critical chain and blame, from inside the guest) and keep it as boot.json beside the image",
+    )
     .option("--serial-log <file>", "write the serial console here")
     .option("--json", "print the check result as JSON")
     .addHelpText(
@@ -188,10 +205,13 @@ export function registerOsCommands(program: Command): void {
           uefi?: boolean;
           timeout: number;
           serialLog?: string;
+          analyze?: boolean;
         },
         cmd: Command,
       ) => {
         const ctx = contextOf(cmd);
+        if (o.analyze && (!o.check || o.uefi))
+          throw new UsageError("--analyze needs --check and direct kernel boot (not --uefi)");
         for (const [k, v] of Object.entries({ "--ssh-port": o.sshPort, "--docker-port": o.dockerPort }))
           if (v !== undefined && !(Number.isInteger(v) && v > 0 && v < 65536))
             throw new UsageError(`${k} must be a port number`);
@@ -212,6 +232,7 @@ export function registerOsCommands(program: Command): void {
           serialLog: o.serialLog,
           interactive,
           onLine: !o.check && !interactive ? (l) => process.stdout.write(`${l}\n`) : undefined,
+          analyze: o.analyze,
         });
         if (!o.check) return;
         if (ctx.json) printJson(r);
@@ -221,6 +242,25 @@ export function registerOsCommands(program: Command): void {
             ctx,
             `container ran: boot-to-ready ${r.readySeconds!.toFixed(1)} s (guest uptime ${r.guestUptime} s)`,
           );
+        if (o.analyze) {
+          if (!r.analysis)
+            warn("the guest sent no boot analysis (an image built before berth.analyze existed?)");
+          else if (!ctx.json)
+            say(
+              ctx,
+              [
+                "critical chain:",
+                ...r.analysis.criticalChain,
+                "slowest units:",
+                ...r.analysis.blame.slice(0, 10),
+              ].join("\n"),
+            );
+          const accel = o.kvm ? "KVM" : "TCG";
+          const cpus = o.cpus ?? defaultCpus(o.kvm ? "kvm" : "tcg");
+          const machine = `QEMU ${accel}, ${cpus} vCPU, ${o.uefi ? "UEFI" : "direct kernel"} boot`;
+          // Kept beside the image for `berth os report` (a bare disk has no directory of its own).
+          if (!image.endsWith(".img")) await writeBootRecord(image, bootRecordOf(r, machine));
+        }
       },
     );
 

@@ -2,11 +2,13 @@
 
 import { existsSync } from "node:fs";
 import type { Command } from "commander";
-import { contextOf, say, warn } from "../cli/context.ts";
-import { BerthError, UsageError } from "../cli/errors.ts";
-import { printJson, renderTable } from "../cli/output.ts";
-import { buildLivepatch } from "./kernel-build.ts";
-import { disableLivepatch, livepatches, loadLivepatch, signingPolicy, taint } from "./klp.ts";
+import { BerthError, UsageError } from "../../common/errors.ts";
+import { renderTable } from "../../common/format.ts";
+import { buildLivepatch } from "../../patch/kernel-build.ts";
+import { disableLivepatch, livepatches, loadLivepatch, signingPolicy, taint } from "../../patch/klp.ts";
+import { contextOf, say, warn } from "../context.ts";
+import { printJson } from "../output.ts";
+import { type FromRepoFlags, kernelPatchSource } from "./livepatch-facts.ts";
 
 const DEFAULT_MIRROR = process.env.BERTH_MIRROR || "http://deb.debian.org/debian";
 
@@ -88,21 +90,26 @@ Examples:
     kernel
       .command(name)
       .description(description)
-      .argument("<module>", "livepatch .ko")
+      .argument("<module>", "livepatch .ko (with --from-repo: the livepatch-kernel target's name)")
       .option("--timeout <seconds>", "how long to wait for the transition", "60")
+      .option("--from-repo <url>", "take the module from a Berth repository (TUF-verified) by target name")
+      .option("--trusted-root <file>", "with --from-repo: root.json to trust (default the image's)")
       .option("--json", "JSON output")
-      .action(async (path: string, o: { timeout: string; json?: boolean }, cmd: Command) => {
-        if (!existsSync(path)) throw new UsageError(`no such module: ${path}`);
-        if (process.getuid?.() !== 0) throw new BerthError("loading kernel modules needs root");
-        const s = await loadLivepatch(path, {
-          timeoutMs: timeoutOf(o),
-          onBlocked: blocked(!!o.json),
-          requireReplace: replace,
-        });
-        if (o.json) printJson({ ...s, taint: taint() });
-        else
-          say(contextOf(cmd), `${s.name}: enabled, transition complete; patched ${s.functions.join(", ")}`);
-      });
+      .action(
+        async (module: string, o: { timeout: string; json?: boolean } & FromRepoFlags, cmd: Command) => {
+          if (!o.fromRepo && !existsSync(module)) throw new UsageError(`no such module: ${module}`);
+          if (process.getuid?.() !== 0) throw new BerthError("loading kernel modules needs root");
+          const src = await kernelPatchSource(module, o);
+          const s = await loadLivepatch(src.path, {
+            timeoutMs: timeoutOf(o),
+            onBlocked: blocked(!!o.json),
+            requireReplace: replace,
+          }).finally(src.cleanup);
+          if (o.json) printJson({ ...s, taint: taint() });
+          else
+            say(contextOf(cmd), `${s.name}: enabled, transition complete; patched ${s.functions.join(", ")}`);
+        },
+      );
   lifecycle("load", "load a livepatch module and wait until every task has switched", false);
   lifecycle("replace", "load a cumulative livepatch that atomically replaces the ones before it", true);
 
