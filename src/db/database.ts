@@ -4,10 +4,10 @@
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { BerthError } from "../cli/errors.ts";
 import { cacheRoot } from "../common/cache.ts";
+import { BerthError } from "../common/errors.ts";
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 const MIGRATIONS: Record<number, string> = {
   1: `
@@ -60,6 +60,20 @@ const MIGRATIONS: Record<number, string> = {
     -- Older kernel CVEs: fixed version per stable branch, and mainline introduce/fix versions.
     CREATE TABLE kernel_streams (cve TEXT NOT NULL, branch TEXT NOT NULL, fixed_version TEXT NOT NULL, PRIMARY KEY (cve, branch));
     CREATE TABLE kernel_mainline (cve TEXT PRIMARY KEY, introduced TEXT, fixed TEXT);
+  `,
+  2: `
+    -- Berth Security Advisories (BSA-YYYY-NNNN) imported from a Berth repository: which Berth releases and
+    -- image digests each one says are affected and fixed. Their per-CVE rows are in advisories.
+    CREATE TABLE berth_advisories (
+      id TEXT PRIMARY KEY,
+      modified TEXT NOT NULL,
+      summary TEXT,
+      severity TEXT,
+      affected_releases TEXT NOT NULL,
+      fixed_releases TEXT NOT NULL,
+      affected_images TEXT NOT NULL,
+      fixed_images TEXT NOT NULL
+    );
   `,
 };
 
@@ -160,6 +174,15 @@ export class AdvisoryDb {
     return this.db
       .prepare("SELECT name, location, imported_at, records, digest FROM sources ORDER BY name")
       .all() as never;
+  }
+
+  /** Each source with its age in days at `now`. */
+  sourceAges(now = Date.now()): { name: string; importedAt: string; ageDays: number }[] {
+    return this.sources().map((s) => ({
+      name: s.name,
+      importedAt: s.imported_at,
+      ageDays: (now - Date.parse(s.imported_at)) / 86_400_000,
+    }));
   }
 
   close(): void {

@@ -3,7 +3,8 @@
 
 import * as CDX from "@cyclonedx/cyclonedx-library";
 import { PackageURL } from "packageurl-js";
-import { renderTable } from "../cli/output.ts";
+import { renderTable } from "../common/format.ts";
+import { sarifLog } from "../common/sarif.ts";
 import { SEVERITIES, type Severity, severityRank } from "../db/severity.ts";
 import type { Inventory } from "./inventory.ts";
 import type { Finding } from "./match.ts";
@@ -76,7 +77,11 @@ export function renderFindings(r: ScanResult): string {
           f.fixedVersion ?? "",
           f.vulnId,
           f.severity,
-          f.status === "fixed" ? "fixable" : STATUS_TEXT[f.status],
+          f.berthFix
+            ? `fixed in ${f.berthFix.releases.length ? `Berth ${f.berthFix.releases.join(", ")}` : f.berthFix.images.join(", ") || "Berth"} (${f.berthFix.advisory})`
+            : f.status === "fixed"
+              ? "fixable"
+              : STATUS_TEXT[f.status],
           f.layer ? String(f.layer.index) : "",
         ]),
       ),
@@ -98,62 +103,46 @@ function sarifLevel(s: Severity): "error" | "warning" | "note" | "none" {
 export function toSarif(r: ScanResult, toolVersion: string): unknown {
   const rules = new Map<string, Finding>();
   for (const f of r.findings) if (!rules.has(f.vulnId)) rules.set(f.vulnId, f);
-  const ruleIds = [...rules.keys()];
-  return {
-    $schema: "https://json.schemastore.org/sarif-2.1.0.json",
-    version: "2.1.0",
-    runs: [
-      {
-        tool: {
-          driver: {
-            name: "berth",
-            informationUri: "https://github.com/berth-os/berth",
-            version: toolVersion,
-            rules: ruleIds.map((id) => {
-              const f = rules.get(id)!;
-              return {
-                id,
-                name: id.replace(/[^A-Za-z0-9]/g, ""),
-                shortDescription: { text: f.title ?? id },
-                fullDescription: { text: f.description ?? f.title ?? id },
-                helpUri: id.startsWith("CVE-")
-                  ? `https://security-tracker.debian.org/tracker/${id}`
-                  : undefined,
-                properties: {
-                  "security-severity": f.cvss !== undefined ? String(f.cvss) : undefined,
-                  tags: ["security", "vulnerability"],
-                  severity: f.severity,
-                },
-              };
-            }),
-          },
+  return sarifLog(
+    {
+      tool: "berth",
+      informationUri: "https://github.com/berth-os/berth",
+      rules: [...rules.values()].map((f) => ({
+        id: f.vulnId,
+        shortDescription: f.title ?? f.vulnId,
+        fullDescription: f.description ?? f.title ?? f.vulnId,
+        helpUri: f.vulnId.startsWith("CVE-")
+          ? `https://security-tracker.debian.org/tracker/${f.vulnId}`
+          : undefined,
+        properties: {
+          "security-severity": f.cvss !== undefined ? String(f.cvss) : undefined,
+          tags: ["security", "vulnerability"],
+          severity: f.severity,
         },
-        results: r.findings.map((f) => ({
-          ruleId: f.vulnId,
-          ruleIndex: ruleIds.indexOf(f.vulnId),
-          level: sarifLevel(f.severity),
-          message: {
-            text: `${f.package} ${f.installed} is affected by ${f.vulnId} (${f.severity})${f.fixedVersion ? `; fixed in ${f.fixedVersion}` : `; ${STATUS_TEXT[f.status]}`}`,
+      })),
+      results: r.findings.map((f) => ({
+        ruleId: f.vulnId,
+        level: sarifLevel(f.severity),
+        message: `${f.package} ${f.installed} is affected by ${f.vulnId} (${f.severity})${f.fixedVersion ? `; fixed in ${f.fixedVersion}` : `; ${STATUS_TEXT[f.status]}`}`,
+        locations: [
+          {
+            physicalLocation: { artifactLocation: { uri: f.kernel ? "kernel" : "var/lib/dpkg/status" } },
+            logicalLocations: [{ name: f.package, kind: "package" }],
           },
-          locations: [
-            {
-              physicalLocation: { artifactLocation: { uri: f.kernel ? "kernel" : "var/lib/dpkg/status" } },
-              logicalLocations: [{ name: f.package, kind: "package" }],
-            },
-          ],
-          properties: {
-            package: f.package,
-            source: f.source,
-            installed: f.installed,
-            fixedVersion: f.fixedVersion,
-            status: f.status,
-            dataSource: f.dataSource,
-            layer: f.layer?.diffId,
-          },
-        })),
-      },
-    ],
-  };
+        ],
+        properties: {
+          package: f.package,
+          source: f.source,
+          installed: f.installed,
+          fixedVersion: f.fixedVersion,
+          status: f.status,
+          dataSource: f.dataSource,
+          layer: f.layer?.diffId,
+        },
+      })),
+    },
+    toolVersion,
+  );
 }
 
 const CDX_SEVERITY: Record<Severity, CDX.Enums.Vulnerability.Severity> = {

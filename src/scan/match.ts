@@ -32,6 +32,8 @@ export interface Finding {
   package: string;
   source: string;
   installed: string;
+  /** The installed source package version (what Debian's data is about). */
+  sourceVersion?: string;
   /** The version that fixes it, when there is one. */
   fixedVersion?: string;
   status: FindingStatus;
@@ -45,6 +47,8 @@ export interface Finding {
   dataSource: string;
   layer?: LayerRef;
   kernel?: { release: string; running: boolean; upstream?: string };
+  /** The Berth Security Advisory that fixes it, and the Berth releases / image digests it is fixed in. */
+  berthFix?: { advisory: string; releases: string[]; images: string[] };
 }
 
 interface AdvisoryRow {
@@ -69,7 +73,7 @@ interface VulnRow {
 }
 
 /** Which source wins when several speak about the same vulnerability and package. */
-const AUTHORITY = ["debian-tracker", "debian-dsa", "debian-dla", "osv", "debian-archive"];
+const AUTHORITY = ["debian-tracker", "debian-dsa", "debian-dla", "osv", "debian-archive", "berth-advisories"];
 
 /** Source packages whose binaries include the kernel; their other binaries are not kernels. */
 const KERNEL_SOURCES = /^linux(-signed-[a-z0-9]+)?$/;
@@ -123,7 +127,7 @@ function debianRows(db: AdvisoryDb): (source: string, release: string) => Adviso
 function findingsFromRows(
   rows: AdvisoryRow[],
   version: string,
-  what: { package: string; source: string; installed: string },
+  what: { package: string; source: string; installed: string; sourceVersion?: string },
   extra: Pick<Finding, "layer"> | Pick<Finding, "kernel">,
 ): Finding[] {
   const byVuln = new Map<string, AdvisoryRow[]>();
@@ -164,7 +168,7 @@ function matchDebianPackages(db: AdvisoryDb, packages: InventoryPackage[], relea
       ...findingsFromRows(
         rows,
         p.sourceVersion,
-        { package: p.name, source: p.source, installed: p.version },
+        { package: p.name, source: p.source, installed: p.version, sourceVersion: p.sourceVersion },
         { layer: p.layer },
       ),
     );
@@ -229,25 +233,32 @@ export function matchUpstreamKernel(db: AdvisoryDb, k: KernelInfo): Finding[] {
   return out;
 }
 
+/**
+ * A Debian kernel is judged by Debian's data for the linux source wherever Debian has a verdict on a
+ * CVE for the release (its fixed version, not-affected, no-dsa...): Debian backports fixes, so the
+ * upstream version of a Debian kernel says little. Upstream ranges decide only the CVEs Debian's data
+ * does not mention. Other kernels are judged by upstream ranges alone.
+ */
 function matchKernels(db: AdvisoryDb, inv: Inventory, release: string): Finding[] {
   const out: Finding[] = [];
   const rowsOf = debianRows(db);
-  const hasDebianKernelData =
-    (db.db
-      .prepare("SELECT 1 FROM advisories WHERE ecosystem = 'debian' AND package = 'linux' LIMIT 1")
-      .get() ?? undefined) !== undefined;
   for (const k of inv.kernels) {
-    if (k.package && k.packageVersion && hasDebianKernelData && release) {
-      // A Debian kernel: Debian's own data for the linux source, by the image package's version.
-      out.push(
-        ...findingsFromRows(
-          rowsOf("linux", release),
-          k.packageVersion,
-          { package: k.package, source: "linux", installed: k.packageVersion },
-          { kernel: { release: k.release, running: k.running, upstream: k.upstream } },
-        ),
-      );
-    } else out.push(...matchUpstreamKernel(db, k));
+    const upstream = matchUpstreamKernel(db, k);
+    if (!(k.package && k.packageVersion && release)) {
+      out.push(...upstream);
+      continue;
+    }
+    const rows = rowsOf("linux", release);
+    const debianSpeaks = new Set(rows.map((r) => r.vuln_id));
+    out.push(
+      ...findingsFromRows(
+        rows,
+        k.packageVersion,
+        { package: k.package, source: "linux", installed: k.packageVersion },
+        { kernel: { release: k.release, running: k.running, upstream: k.upstream } },
+      ),
+      ...upstream.filter((f) => !debianSpeaks.has(f.vulnId)),
+    );
   }
   return out;
 }
@@ -268,6 +279,42 @@ export function enrich(db: AdvisoryDb, findings: Finding[]): Finding[] {
   });
 }
 
+/**
+ * Findings that a Berth Security Advisory fixes (same CVE and source package, the installed version
+ * below the advisory's fixed version) get the advisory and the Berth releases or images it is fixed in.
+ */
+export function withBerthFixes(db: AdvisoryDb, findings: Finding[], release: string): Finding[] {
+  const rows = db.db
+    .prepare(
+      `SELECT a.vuln_id, a.package, a.fixed_version, a.advisory, b.fixed_releases, b.fixed_images
+       FROM advisories a JOIN berth_advisories b ON b.id = a.advisory
+       WHERE a.source = 'berth-advisories' AND a.release = ?`,
+    )
+    .all(release) as {
+    vuln_id: string;
+    package: string;
+    fixed_version: string;
+    advisory: string;
+    fixed_releases: string;
+    fixed_images: string;
+  }[];
+  if (!rows.length) return findings;
+  const by = new Map(rows.map((r) => [`${r.vuln_id} ${r.package}`, r]));
+  return findings.map((f) => {
+    const r = by.get(`${f.vulnId} ${f.source}`);
+    const installed = f.sourceVersion ?? f.installed;
+    if (!r || !installed || compareVersions(installed, r.fixed_version) >= 0) return f;
+    return {
+      ...f,
+      berthFix: {
+        advisory: r.advisory,
+        releases: JSON.parse(r.fixed_releases) as string[],
+        images: JSON.parse(r.fixed_images) as string[],
+      },
+    };
+  });
+}
+
 export interface MatchOptions {
   /** Override the release codename (default: the target's os-release). */
   release?: string;
@@ -279,7 +326,7 @@ export function matchInventory(db: AdvisoryDb, inv: Inventory, o: MatchOptions =
     ...(release ? matchDebianPackages(db, inv.packages, release) : []),
     ...matchKernels(db, inv, release),
   ];
-  return enrich(db, findings).sort(
+  return withBerthFixes(db, enrich(db, findings), release).sort(
     (a, b) =>
       Number(b.status === "fixed") - Number(a.status === "fixed") ||
       severityRank(b.severity) - severityRank(a.severity) ||

@@ -4,19 +4,14 @@
 
 import { execFileSync } from "node:child_process";
 import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
-import { request } from "node:http";
 import { join, resolve } from "node:path";
-import type { Readable } from "node:stream";
-import { BerthError, UsageError } from "../cli/errors.ts";
+import { docker } from "../common/docker.ts";
+import { BerthError, UsageError } from "../common/errors.ts";
 import { run } from "../common/exec.ts";
 import { parseStatusText, readRootPackages } from "../pkg/status.ts";
 import { type Inventory, installedKernels, type KernelInfo, parseOsRelease } from "./inventory.ts";
 import { upstreamVersion } from "./kernel-match.ts";
 import { scanDockerArchive, scanOciLayout } from "./layers.ts";
-
-export const DOCKER_SOCKET = process.env.DOCKER_HOST?.startsWith("unix://")
-  ? process.env.DOCKER_HOST.slice(7)
-  : "/var/run/docker.sock";
 
 function osOfRoot(root: string) {
   for (const p of ["etc/os-release", "usr/lib/os-release"]) {
@@ -84,34 +79,6 @@ function fromLayers(
   };
 }
 
-/** GET on the Docker engine's API socket, as a stream. */
-export function dockerApi(path: string): Promise<Readable> {
-  return new Promise((res, rej) => {
-    if (!existsSync(DOCKER_SOCKET)) return rej(new BerthError(`no Docker engine socket at ${DOCKER_SOCKET}`));
-    const req = request(
-      { socketPath: DOCKER_SOCKET, path, method: "GET", headers: { Host: "docker" } },
-      (r) => {
-        if (r.statusCode === 200) return res(r);
-        let body = "";
-        r.setEncoding("utf8").on("data", (d: string) => {
-          body += d;
-        });
-        r.on("end", () => {
-          let message = body.trim();
-          try {
-            message = (JSON.parse(body) as { message?: string }).message ?? message;
-          } catch {}
-          rej(new BerthError(`Docker engine: ${message || `HTTP ${r.statusCode}`}`));
-        });
-      },
-    );
-    req.on("error", (e) =>
-      rej(new BerthError(`cannot reach the Docker engine at ${DOCKER_SOCKET}: ${e.message}`)),
-    );
-    req.end();
-  });
-}
-
 async function scanBerthImage(dir: string): Promise<Inventory> {
   const image = join(dir, "root.squashfs");
   const cat = async (p: string) => {
@@ -141,7 +108,7 @@ export async function inventoryOf(target: string): Promise<Inventory> {
   if (target.startsWith("docker:")) {
     const name = target.slice(7);
     if (!name) throw new UsageError("docker: needs an image name, e.g. docker:debian:trixie");
-    const stream = await dockerApi(`/images/${encodeURIComponent(name)}/get`);
+    const stream = await docker.saveImage(name);
     return fromLayers(target, "docker", await scanDockerArchive(stream, target));
   }
   const path = resolve(target);

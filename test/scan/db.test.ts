@@ -12,11 +12,12 @@ import { importAdvisoryList, parseAdvisoryList } from "../../src/db/importers/ds
 import { importKernelCna, importKernelStreams } from "../../src/db/importers/kernel.ts";
 import { importOsv, inOsvRange } from "../../src/db/importers/osv.ts";
 import { cvss3BaseScore, severityFromUrgency } from "../../src/db/severity.ts";
+import { defaultRequests } from "../../src/db/update.ts";
 import { compareVersions } from "../../src/pkg/version.ts";
 import type { Inventory } from "../../src/scan/inventory.ts";
 import { cnaAffects, compareKernelVersions, streamAffects } from "../../src/scan/kernel-match.ts";
 import { matchInventory, matchUpstreamKernel } from "../../src/scan/match.ts";
-import { berth, dbUpdate, isOneLineError, ROOT, runSync, SHARED_DATA, tempDir } from "../helpers.ts";
+import { BERTH, berth, dbUpdate, isOneLineError, ROOT, runSync, SHARED_DATA, tempDir } from "../helpers.ts";
 
 const fixture = (f: string) => join(ROOT, "test/fixtures/scan", f);
 const TRACKER = join(SHARED_DATA, "debian-tracker/tracker-sample.json");
@@ -181,32 +182,81 @@ describe("advisory database", () => {
     assert.equal(cvss3BaseScore("not a vector"), undefined);
   });
 
-  test("changelogs: entries, CVEs per upload, the version that fixed each", () => {
-    const text = `foo (1.2-3) bookworm-security; urgency=high
+  test("changelogs: entries, the CVEs each upload fixes, the version credited with each fix", () => {
+    // Sentences from real changelogs (apache2, openssl, mediawiki, bind9, cups, kernel, chromium).
+    const text = `foo (1.2-3~deb12u1) bookworm-security; urgency=high
+
+  * Rebuild for bookworm-security.
+
+ -- Jane <j@example.org>  Tue, 02 Jan 2099 00:00:00 +0000
+
+foo (1.2-3) unstable; urgency=high
 
   * Fix CVE-2099-1111 and CVE-2099-2222.
+  * Remove mention of CVE-2099-5555 in 1.2-1 changelog. It was already
+    fixed in 1.2-1.
+  * Fix regression caused by the fix for CVE-2099-3333 (closes: #855540).
+  * Drop CVE-2099-4444.dpatch, upstream now.
 
  -- Jane <j@example.org>  Mon, 01 Jan 2099 00:00:00 +0000
 
 foo (1.2-2) unstable; urgency=medium
 
-  * Mention CVE-2099-3333 (fixed here).
-  * Refer back to CVE-2099-1111 (first attempt).
+  * Not affected by CVE-2099-1111 because SSLv2 is disabled.
+  * CVE-2099-6666 does not affect this version.
+  * scsi: Revert "scsi: perform lockless command completion" (CVE-2099-3333)
+  * crypto: algif_aead - Revert to operating out-of-place (CVE-2099-4444)
+  * CVE-2099-7777: Incorrect security UI in Full Screen.
+  * Revert the fix for CVE-2099-7777, it broke logins.
 
  -- Jane <j@example.org>  Sun, 31 Dec 2098 00:00:00 +0000
+
+foo (1.2-1) unstable; urgency=medium
+
+  * The security advisory lists the following fixes:
+    - CVE-2099-5555 (fixed in 1.2).
+  * CVE-2099-7777: Use after free in V8.
+
+ -- Jane <j@example.org>  Sat, 30 Dec 2098 00:00:00 +0000
+
+bar (9.0-1) unstable; urgency=medium
+
+  * Merged history of another source package: fixes CVE-2099-8888.
+
+ -- Jane <j@example.org>  Fri, 29 Dec 2098 00:00:00 +0000
 `;
     const entries = parseChangelog(text);
     assert.deepEqual(
-      entries.map((e) => [e.version, e.distributions, e.urgency, e.cves]),
+      entries.map((e) => [e.package, e.version, e.distributions, e.cves]),
       [
-        ["1.2-3", ["bookworm-security"], "high", ["CVE-2099-1111", "CVE-2099-2222"]],
-        ["1.2-2", ["unstable"], "medium", ["CVE-2099-1111", "CVE-2099-3333"]],
+        ["foo", "1.2-3~deb12u1", ["bookworm-security"], []],
+        ["foo", "1.2-3", ["unstable"], ["CVE-2099-1111", "CVE-2099-2222"]],
+        ["foo", "1.2-2", ["unstable"], ["CVE-2099-3333", "CVE-2099-4444"]],
+        ["foo", "1.2-1", ["unstable"], ["CVE-2099-5555", "CVE-2099-7777"]],
+        ["bar", "9.0-1", ["unstable"], ["CVE-2099-8888"]],
       ],
     );
+    assert.deepEqual(
+      entries[2]!.mentions.map((m) => [m.cve, m.kind]),
+      [
+        ["CVE-2099-1111", "not-affected"],
+        ["CVE-2099-6666", "not-affected"],
+        ["CVE-2099-7777", "revert"],
+      ],
+    );
+    assert.deepEqual(
+      entries[1]!.mentions.map((m) => m.kind),
+      ["reference", "reference", "reference"],
+    );
+    // Credited to the first upload that fixes each CVE (after the last revert), at the lowest version of
+    // the line of descent from there: the bookworm rebuild carries 1.2-3's fixes; unstable's 1.2-3 reaches
+    // bookworm only as rebuilds below it, hence "1.2-3~". Another package's merged history credits nothing.
     assert.deepEqual(Object.fromEntries(fixedVersions(entries, compareVersions)), {
-      "CVE-2099-1111": "1.2-2",
-      "CVE-2099-2222": "1.2-3",
-      "CVE-2099-3333": "1.2-2",
+      "CVE-2099-1111": "1.2-3~",
+      "CVE-2099-2222": "1.2-3~",
+      "CVE-2099-3333": "1.2-2~",
+      "CVE-2099-4444": "1.2-2~",
+      "CVE-2099-5555": "1.2-1~",
     });
     // dpkg-parsechangelog agrees on the entries.
     const file = join(tempDir(), "changelog");
@@ -214,7 +264,7 @@ foo (1.2-2) unstable; urgency=medium
     const dp = runSync("dpkg-parsechangelog", ["-l", file, "--all", "--format", "rfc822"]);
     assert.deepEqual(
       [...dp.stdout.matchAll(/^Version: (\S+)$/gm)].map((m) => m[1]),
-      ["1.2-3", "1.2-2"],
+      entries.map((e) => e.version),
     );
   });
 });
@@ -307,6 +357,73 @@ describe("kernel CVEs", () => {
   });
 });
 
+describe("Debian kernels", () => {
+  test("Debian's verdicts win CVE by CVE over upstream ranges; upstream ranges only where Debian is silent", async () => {
+    const dbPath = join(tempDir(), "dk.sqlite");
+    const DSA = join(SHARED_DATA, "debian-tracker/DSA.list");
+    const up = await dbUpdate(
+      dbPath,
+      [`debian-dsa=${DSA}`, `kernel-cna=${CNA}`, `kernel-streams=${STREAMS}`],
+      ["--cves-txt", CVES_TXT],
+    );
+    assert.equal(up.code, 0, up.stderr);
+    const installed = "5.10.158-2";
+    const r = await berth([
+      "scan",
+      "kernel",
+      "5.10.0-20-amd64",
+      installed,
+      "--release",
+      "bullseye",
+      "--db",
+      dbPath,
+      "--json",
+      "-q",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const findings = JSON.parse(r.stdout).findings as {
+      vulnId: string;
+      fixedVersion?: string;
+      dataSource: string;
+    }[];
+    const byId = new Map(findings.map((f) => [f.vulnId, f]));
+    // The oracle: the DSA list itself, for linux in bullseye.
+    const dsaFix = new Map<string, string>();
+    for (const e of parseAdvisoryList(readFileSync(DSA, "utf8")))
+      for (const rel of e.releases)
+        if (rel.release === "bullseye" && rel.package === "linux" && rel.version)
+          for (const c of e.cves)
+            if (!dsaFix.has(c) || compareVersions(rel.version, dsaFix.get(c)!) < 0)
+              dsaFix.set(c, rel.version);
+    assert.ok(dsaFix.size > 50);
+    let overridden = 0;
+    const upstream = new Set(
+      matchUpstreamKernel(new AdvisoryDb(dbPath), {
+        release: "5.10.0-20-amd64",
+        upstream: "5.10.158",
+        running: false,
+      }).map((f) => f.vulnId),
+    );
+    for (const [cve, fixed] of dsaFix) {
+      const f = byId.get(cve);
+      if (compareVersions(installed, fixed) >= 0) {
+        assert.equal(f, undefined, `${cve}: Debian fixed it in ${fixed}`);
+        if (upstream.has(cve)) overridden++;
+      } else {
+        assert.equal(f?.fixedVersion, fixed, cve);
+        assert.equal(f?.dataSource, "debian-dsa", cve);
+      }
+    }
+    assert.ok(overridden > 0, "no CVE where Debian's backported fix overrides the upstream range");
+    // Where Debian's data is silent, the upstream ranges still report.
+    const silent = findings.filter((f) => !dsaFix.has(f.vulnId));
+    assert.ok(
+      silent.length > 0 &&
+        silent.every((f) => f.dataSource === "kernel-cna" || f.dataSource === "kernel-streams"),
+    );
+  });
+});
+
 describe("db command", () => {
   test("status lists sources with counts; an old database draws a warning", async () => {
     const dbPath = join(tempDir(), "s.sqlite");
@@ -321,7 +438,31 @@ describe("db command", () => {
     const old = await berth(["db", "status", "--db", dbPath]);
     assert.match(old.stderr, /days old/);
     const scan = await berth(["scan", "kernel", "4.4.0", "--db", dbPath, "-q"]);
-    assert.match(scan.stderr, /advisory database is .* days old/);
+    assert.match(scan.stderr, /more than 7 days old: debian-tracker \(\d+\.\d days\)/);
+  });
+
+  test("a bare update updates every default source it can reach, one line each; with no network it fails", async () => {
+    const dbPath = join(tempDir(), "d.sqlite");
+    const r = await berth(["db", "update", "--db", dbPath, "--target", "host", "--json"]);
+    const results = JSON.parse(r.stdout) as { source: string; result?: string; error?: string }[];
+    assert.deepEqual(results.map((x) => x.source).sort(), [...defaultRequests().map((q) => q.name)].sort());
+    for (const x of results) assert.ok(Boolean(x.result) !== Boolean(x.error), JSON.stringify(x));
+    // This machine reaches the Debian archive: its changelogs for the host are always updated.
+    const archive = results.find((x) => x.source === "debian-archive")!;
+    assert.match(archive.result ?? "", /source packages have newer versions/, archive.error);
+    assert.equal(r.code, 0, r.stderr);
+    const st = JSON.parse((await berth(["db", "status", "--db", dbPath, "--json"])).stdout);
+    const updated = results.filter((x) => x.result).map((x) => x.source);
+    assert.deepEqual(st.sources.map((s: { name: string }) => s.name).sort(), updated.sort());
+    for (const s of st.sources) assert.ok(s.ageDays >= 0 && s.ageDays < 0.1, `${s.name}: ${s.ageDays}`);
+    // In a network namespace of its own nothing is reachable: every source fails, and so does the command.
+    const none = runSync("unshare", ["-n", BERTH, "db", "update", "--db", dbPath, "--target", "host"], {
+      env: { ...process.env, BERTH_OFFLINE: "" },
+    });
+    assert.equal(none.code, 1, none.stdout + none.stderr);
+    // One line per source, saying why it was not updated.
+    for (const x of results)
+      assert.match(none.stderr, new RegExp(`^berth: warning: ${x.source}: not updated: \\S`, "m"));
   });
 
   test("bad sources fail with one line: unknown name, missing file, broken JSON", async () => {

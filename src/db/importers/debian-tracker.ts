@@ -2,7 +2,7 @@
 // { source-package: { CVE: { description, scope, debianbug, releases: { codename: { status,
 // fixed_version, urgency, nodsa, nodsa_reason, repositories } } } } }
 
-import { BerthError } from "../../cli/errors.ts";
+import { BerthError } from "../../common/errors.ts";
 import type { AdvisoryDb } from "../database.ts";
 import { severityFromUrgency } from "../severity.ts";
 

@@ -4,7 +4,7 @@
 //   	[bullseye] - xorg-server 2:1.20.11-1+deb11u6
 // Release lines may also say <not-affected> (reason), <end-of-life>, <unfixed>.
 
-import { BerthError } from "../../cli/errors.ts";
+import { BerthError } from "../../common/errors.ts";
 import type { AdvisoryDb } from "../database.ts";
 
 export interface AdvisoryListEntry {

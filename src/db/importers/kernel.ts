@@ -7,8 +7,8 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { gunzipSync } from "node:zlib";
-import { BerthError } from "../../cli/errors.ts";
 import { decompressor } from "../../common/decompress.ts";
+import { BerthError } from "../../common/errors.ts";
 import type { AdvisoryDb } from "../database.ts";
 import { severityFromCvss } from "../severity.ts";
 

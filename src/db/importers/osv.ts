@@ -5,7 +5,7 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import yauzl from "yauzl";
-import { BerthError } from "../../cli/errors.ts";
+import { BerthError } from "../../common/errors.ts";
 import type { AdvisoryDb } from "../database.ts";
 import { cvss3BaseScore, severityFromCvss } from "../severity.ts";
 
