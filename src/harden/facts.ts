@@ -5,10 +5,11 @@
 import { execFileSync } from "node:child_process";
 import { lstatSync, readdirSync, readFileSync, readlinkSync, type Stats } from "node:fs";
 import { posix } from "node:path";
-import { parseKernelConfig, runningKernelConfig } from "../os/kernel-check.ts";
-import { UnitTree } from "../os/units.ts";
+import type { ContainerInfo, ImageInfo } from "../common/docker.ts";
 import type { InstalledPackage } from "../pkg/status.ts";
 import { parseStatusText } from "../pkg/status.ts";
+import { parseKernelConfig, runningKernelConfig } from "../system/kernel-config.ts";
+import { UnitTree } from "../system/units.ts";
 import {
   dockerdFlags,
   type GroupEntry,
@@ -27,7 +28,6 @@ import {
   type SshdConfig,
   sysctlFileOrder,
 } from "./config.ts";
-import type { ContainerInfo, ImageInfo } from "./docker.ts";
 import { type WalkResult, walkTree } from "./walk.ts";
 
 export type TargetKind = "host" | "root" | "image" | "container";

@@ -27,7 +27,7 @@ import {
   writeSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
-import { BerthError, errorLine } from "../cli/errors.ts";
+import { BerthError, errorLine } from "../common/errors.ts";
 import { sha256Hex } from "../common/hash.ts";
 import { type FileEdit, type FileState, type Plan, readState } from "./plan.ts";
 

@@ -5,7 +5,7 @@
 
 import { lstatSync, readFileSync, readlinkSync } from "node:fs";
 import { createTwoFilesPatch } from "diff";
-import { BerthError } from "../cli/errors.ts";
+import { BerthError } from "../common/errors.ts";
 import type { Profile, RuleOutcome } from "./engine.ts";
 import type { Facts } from "./facts.ts";
 import type { Change, KeyedLine, LineSyntax } from "./rule.ts";

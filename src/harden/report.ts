@@ -1,6 +1,7 @@
 // Assessment output: grouped text with advice for people, JSON for machines, SARIF 2.1.0 for code
 // scanning dashboards.
 
+import { sarifLog } from "../common/sarif.ts";
 import type { RuleOutcome, ScoreSummary } from "./engine.ts";
 import type { RuleSeverity } from "./rule.ts";
 
@@ -91,43 +92,29 @@ const level = (s: RuleSeverity) =>
 
 export function assessmentToSarif(a: Assessment, version: string): unknown {
   const failed = a.results.filter((r) => r.status === "fail");
-  const ids = [...new Set(failed.map((r) => r.id))];
-  return {
-    $schema: "https://json.schemastore.org/sarif-2.1.0.json",
-    version: "2.1.0",
-    runs: [
-      {
-        tool: {
-          driver: {
-            name: "berth-harden",
-            version,
-            rules: ids.map((id) => {
-              const r = failed.find((x) => x.id === id)!;
-              return {
-                id,
-                name: id.replace(/[^A-Za-z0-9]/g, ""),
-                shortDescription: { text: r.title },
-                fullDescription: { text: r.title },
-                help: { text: r.advice },
-                properties: {
-                  tags: ["security", "configuration", r.category],
-                  severity: r.severity,
-                  references: r.refs,
-                },
-              };
-            }),
-          },
+  const rules = new Map(failed.map((r) => [r.id, r]));
+  return sarifLog(
+    {
+      tool: "berth-harden",
+      rules: [...rules.values()].map((r) => ({
+        id: r.id,
+        shortDescription: r.title,
+        help: r.advice,
+        properties: {
+          tags: ["security", "configuration", r.category],
+          severity: r.severity,
+          references: r.refs,
         },
-        results: failed.map((r) => ({
-          ruleId: r.id,
-          ruleIndex: ids.indexOf(r.id),
-          level: level(r.severity),
-          message: { text: `${r.title}: ${r.evidence ?? "failed"}` },
-          locations: [{ logicalLocations: [{ name: a.target, kind: "resource" }] }],
-          properties: { items: r.items, category: r.category },
-        })),
-        properties: { score: a.summary.score, target: a.target },
-      },
-    ],
-  };
+      })),
+      results: failed.map((r) => ({
+        ruleId: r.id,
+        level: level(r.severity),
+        message: `${r.title}: ${r.evidence ?? "failed"}`,
+        locations: [{ logicalLocations: [{ name: a.target, kind: "resource" }] }],
+        properties: { items: r.items, category: r.category },
+      })),
+      properties: { score: a.summary.score, target: a.target },
+    },
+    version,
+  );
 }

@@ -4,13 +4,14 @@
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { BerthError, UsageError } from "../cli/errors.ts";
+import { docker } from "../common/docker.ts";
+import { BerthError, UsageError } from "../common/errors.ts";
 import { run } from "../common/exec.ts";
 import { AdvisoryDb, defaultDbPath } from "../db/database.ts";
 import { installedKernels } from "../scan/inventory.ts";
 import { matchInventory } from "../scan/match.ts";
 import { runningKernel } from "../scan/targets.ts";
-import { exportImageFiles, inspectContainer, inspectImage, runningContainers } from "./docker.ts";
+import { exportImageFiles } from "./docker.ts";
 import { Facts } from "./facts.ts";
 
 export interface OpenTarget {
@@ -22,14 +23,14 @@ export interface OpenTarget {
 export async function openTarget(spec: string, o: { db?: string } = {}): Promise<OpenTarget> {
   if (spec === "host") {
     const facts = new Facts({ kind: "host", label: "host", root: "/" });
-    facts.containers = await runningContainers();
+    facts.containers = await docker.runningContainers();
     facts.kernelVulns = kernelVulns(facts, o.db);
     return { facts, close: () => {} };
   }
   if (spec.startsWith("image:")) {
     const name = spec.slice(6);
     if (!name) throw new UsageError("image: needs an image name, e.g. image:debian:trixie");
-    const image = await inspectImage(name);
+    const image = await docker.inspectImage(name);
     const dir = mkdtempSync(join(tmpdir(), "berth-harden-image-"));
     const close = () => rmSync(dir, { recursive: true, force: true });
     try {
@@ -47,7 +48,7 @@ export async function openTarget(spec: string, o: { db?: string } = {}): Promise
   if (spec.startsWith("container:")) {
     const id = spec.slice(10);
     if (!id) throw new UsageError("container: needs a container name or ID");
-    const container = await inspectContainer(id);
+    const container = await docker.inspectContainer(id);
     return {
       facts: new Facts({
         kind: "container",

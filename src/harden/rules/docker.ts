@@ -2,7 +2,7 @@
 // settings (section 5) and images (section 4). Container and image fixes mean re-creating them, so
 // those rules advise the exact flag instead of changing anything.
 
-import type { ContainerInfo } from "../docker.ts";
+import type { ContainerInfo } from "../../common/docker.ts";
 import type { Facts } from "../facts.ts";
 import {
   type Change,
