@@ -1,9 +1,10 @@
 // A reader for the parts of ELF64 x86-64 shared objects live patching needs: dynamic symbols with their
-// sizes and version names, load segments, and dynamic relocations (for GOT rewriting). Hand-written
-// because no maintained npm library reads symbol versions; every offset is bounds-checked so a
-// truncated or hostile file fails with one line instead of reading garbage.
+// sizes and version names, sections and segments, the dynamic section (initializers, soname), dynamic
+// relocations with their addends (RELA and packed RELR), and the build ID. Hand-written because no
+// maintained npm library reads symbol versions; every offset is bounds-checked so a truncated or
+// hostile file fails with one line instead of reading garbage.
 
-import { BerthError } from "../cli/errors.ts";
+import { BerthError } from "../common/errors.ts";
 
 export interface ElfSymbol {
   name: string;
@@ -22,18 +23,61 @@ export interface ElfRelocation {
   offset: bigint;
   type: number;
   symbol?: string;
+  /** The symbol's version name, when it has one. */
+  symbolVersion?: string;
+  addend: bigint;
+}
+
+export interface ElfSection {
+  name: string;
+  type: number;
+  flags: number;
+  addr: number;
+  offset: number;
+  size: number;
+  link: number;
+  entsize: number;
+}
+
+export interface ElfSegment {
+  type: number;
+  flags: number;
+  offset: number;
+  vaddr: number;
+  filesz: number;
+  memsz: number;
 }
 
 export interface ElfFile {
   type: number;
   loads: { vaddr: bigint; offset: bigint; filesz: bigint; memsz: bigint; flags: number }[];
+  segments: ElfSegment[];
+  sections: ElfSection[];
   symbols: ElfSymbol[];
   relocations: ElfRelocation[];
   soname?: string;
+  /** DT_INIT and the DT_INIT_ARRAY table (address and size): code that runs when the object is loaded. */
+  init?: number;
+  initArray?: { addr: number; size: number };
+  buildId?: string;
 }
 
+export const R_X86_64_64 = 1;
 export const R_X86_64_GLOB_DAT = 6;
 export const R_X86_64_JUMP_SLOT = 7;
+export const R_X86_64_RELATIVE = 8;
+export const R_X86_64_DTPMOD64 = 16;
+export const R_X86_64_DTPOFF64 = 17;
+export const R_X86_64_TPOFF64 = 18;
+export const R_X86_64_IRELATIVE = 37;
+export const PT_LOAD = 1;
+export const PT_TLS = 7;
+export const PF_X = 1;
+export const PF_W = 2;
+export const SHF_WRITE = 1;
+export const SHF_ALLOC = 2;
+export const SHF_EXECINSTR = 4;
+export const SHT_NOBITS = 8;
 
 class Reader {
   readonly buf: Buffer;
@@ -66,16 +110,11 @@ class Reader {
   }
 }
 
-interface Section {
-  name: string;
-  type: number;
-  offset: number;
-  size: number;
-  link: number;
-  entsize: number;
-}
+type Section = ElfSection;
 
 const SHT_RELA = 4;
+const SHT_RELR = 19;
+const SHT_NOTE = 7;
 const SHT_DYNSYM = 11;
 const SHT_GNU_VERDEF = 0x6ffffffd;
 const SHT_GNU_VERNEED = 0x6ffffffe;
@@ -98,17 +137,30 @@ export function parseElf(buf: Buffer): ElfFile {
   const shstrndx = r.u16(62, "shstrndx");
 
   const loads: ElfFile["loads"] = [];
+  const segments: ElfSegment[] = [];
   for (let i = 0; i < phnum; i++) {
     const p = phoff + i * phentsize;
     r.check(p, 56, "program header");
-    if (r.u32(p, "p_type") !== 1) continue;
-    loads.push({
+    const seg = {
+      type: r.u32(p, "p_type"),
       flags: r.u32(p + 4, "p_flags"),
       offset: r.u64(p + 8, "p_offset"),
       vaddr: r.u64(p + 16, "p_vaddr"),
       filesz: r.u64(p + 32, "p_filesz"),
       memsz: r.u64(p + 40, "p_memsz"),
+    };
+    segments.push({
+      type: seg.type,
+      flags: seg.flags,
+      offset: safeNumber(seg.offset, "p_offset"),
+      vaddr: safeNumber(seg.vaddr, "p_vaddr"),
+      filesz: safeNumber(seg.filesz, "p_filesz"),
+      memsz: safeNumber(seg.memsz, "p_memsz"),
     });
+    if (seg.type === PT_LOAD) {
+      const { type: _, ...load } = seg;
+      loads.push(load);
+    }
   }
 
   const raw: (Omit<Section, "name"> & { nameIdx: number })[] = [];
@@ -119,6 +171,8 @@ export function parseElf(buf: Buffer): ElfFile {
     const sec = {
       nameIdx: r.u32(s, "sh_name"),
       type: r.u32(s + 4, "sh_type"),
+      flags: Number(r.u64(s + 8, "sh_flags") & 0xffffffffn),
+      addr: safeNumber(r.u64(s + 16, "sh_addr"), "sh_addr"),
       offset: Number(r.u64(s + 24, "sh_offset")),
       size: Number(r.u64(s + 32, "sh_size")),
       link: r.u32(s + 40, "sh_link"),
@@ -170,24 +224,99 @@ export function parseElf(buf: Buffer): ElfFile {
       const o = s.offset + i * 24;
       const info = r.u64(o + 8, "r_info");
       const symIdx = Number(info >> 32n);
+      const sym = symIdx ? symbols[symIdx] : undefined;
       relocations.push({
         offset: r.u64(o, "r_offset"),
         type: Number(info & 0xffffffffn),
-        symbol: symIdx ? symbols[symIdx]?.name : undefined,
+        symbol: sym?.name,
+        symbolVersion: sym?.version,
+        addend: BigInt.asIntN(64, r.u64(o + 16, "r_addend")),
       });
+    }
+  }
+  // Packed relative relocations (DT_RELR): an address, then bitmaps of the 63 words after it. The
+  // addend is the word already in the file at that address.
+  for (const s of sections.filter((x) => x.type === SHT_RELR)) {
+    r.check(s.offset, s.size, s.name || ".relr.dyn");
+    let where = 0n;
+    const add = (at: bigint) => {
+      const off = fileOffsetOf(segments, at);
+      relocations.push({
+        offset: at,
+        type: R_X86_64_RELATIVE,
+        addend: off === undefined ? 0n : BigInt.asIntN(64, r.u64(off, "RELR target")),
+      });
+    };
+    for (let o = s.offset; o + 8 <= s.offset + s.size; o += 8) {
+      const w = r.u64(o, "RELR entry");
+      if ((w & 1n) === 0n) {
+        add(w);
+        where = w + 8n;
+      } else {
+        for (let bit = 1n; bit < 64n; bit++) if ((w >> bit) & 1n) add(where + (bit - 1n) * 8n);
+        where += 63n * 8n;
+      }
     }
   }
 
   let soname: string | undefined;
+  let init: number | undefined;
+  let initArrayAddr: number | undefined;
+  let initArraySize = 0;
   const dyn = sections.find((s) => s.type === SHT_DYNAMIC);
   const dynstr = dyn ? sections[dyn.link] : undefined;
   if (dyn && dynstr)
     for (let o = dyn.offset; o + 16 <= dyn.offset + dyn.size; o += 16) {
       const tag = r.u64(o, "d_tag");
+      const val = r.u64(o + 8, "d_val");
       if (tag === 0n) break;
-      if (tag === 14n) soname = r.cstr(dynstr.offset + Number(r.u64(o + 8, "d_val")), "DT_SONAME");
+      if (tag === 14n) soname = r.cstr(dynstr.offset + Number(val), "DT_SONAME");
+      else if (tag === 12n) init = safeNumber(val, "DT_INIT");
+      else if (tag === 25n) initArrayAddr = safeNumber(val, "DT_INIT_ARRAY");
+      else if (tag === 27n) initArraySize = safeNumber(val, "DT_INIT_ARRAYSZ");
     }
-  return { type, loads, symbols, relocations, soname };
+  let buildId: string | undefined;
+  for (const s of sections.filter((x) => x.type === SHT_NOTE && x.name === ".note.gnu.build-id")) {
+    r.check(s.offset, 16, s.name);
+    const namesz = r.u32(s.offset, "note namesz");
+    const descsz = r.u32(s.offset + 4, "note descsz");
+    const desc = s.offset + 12 + ((namesz + 3) & ~3);
+    r.check(desc, descsz, "build ID");
+    buildId = buf.toString("hex", desc, desc + descsz);
+  }
+  return {
+    type,
+    loads,
+    segments,
+    sections,
+    symbols,
+    relocations,
+    soname,
+    init,
+    initArray: initArrayAddr === undefined ? undefined : { addr: initArrayAddr, size: initArraySize },
+    buildId,
+  };
+}
+
+function safeNumber(v: bigint, what: string): number {
+  if (v > BigInt(Number.MAX_SAFE_INTEGER))
+    throw new BerthError(`not a valid ELF file: ${what} is out of range`);
+  return Number(v);
+}
+
+/** The file offset that holds a virtual address, from the load segments (undefined for bss or unmapped). */
+export function fileOffsetOf(segments: ElfSegment[], vaddr: bigint | number): number | undefined {
+  const v = Number(vaddr);
+  for (const s of segments)
+    if (s.type === PT_LOAD && v >= s.vaddr && v < s.vaddr + s.filesz) return s.offset + (v - s.vaddr);
+  return undefined;
+}
+
+/** The section that contains a virtual address (allocated sections only). */
+export function sectionAt(elf: ElfFile, vaddr: number): ElfSection | undefined {
+  for (const s of elf.sections)
+    if (s.flags & SHF_ALLOC && s.size > 0 && vaddr >= s.addr && vaddr < s.addr + s.size) return s;
+  return undefined;
 }
 
 /** Version index → name, from the version definitions and needs. */

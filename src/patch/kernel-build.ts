@@ -15,8 +15,8 @@ import {
   writeFileSync,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { BerthError, UsageError } from "../cli/errors.ts";
 import { cacheRoot } from "../common/cache.ts";
+import { BerthError, UsageError } from "../common/errors.ts";
 import { run } from "../common/exec.ts";
 import { writeFileAtomic } from "../common/fsutil.ts";
 

@@ -4,7 +4,7 @@
 // decides whether a module may load at all.
 
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { BerthError } from "../cli/errors.ts";
+import { BerthError } from "../common/errors.ts";
 import { run } from "../common/exec.ts";
 
 const KLP = "/sys/kernel/livepatch";

@@ -10,20 +10,24 @@ export interface Mapping {
   end: bigint;
   perms: string;
   offset: bigint;
+  dev: string;
+  inode: number;
   path: string;
 }
 
 export function parseMaps(text: string): Mapping[] {
   const out: Mapping[] = [];
   for (const line of text.split("\n")) {
-    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) \S+ \d+\s*(.*)$/.exec(line);
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) (\S+) (\d+)\s*(.*)$/.exec(line);
     if (!m) continue;
     out.push({
       start: BigInt(`0x${m[1]}`),
       end: BigInt(`0x${m[2]}`),
       perms: m[3]!,
       offset: BigInt(`0x${m[4]}`),
-      path: m[5]!.replace(/ \(deleted\)$/, ""),
+      dev: m[5]!,
+      inode: Number(m[6]),
+      path: m[7]!.replace(/ \(deleted\)$/, ""),
     });
   }
   return out;

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
-import { BerthError } from "../../src/cli/errors.ts";
+import { BerthError } from "../../src/common/errors.ts";
 import { exportedFunctions, parseElf, R_X86_64_JUMP_SLOT } from "../../src/patch/elf.ts";
 import { runSync } from "../helpers.ts";
 
