@@ -5,12 +5,14 @@
 
 import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { BerthError } from "../cli/errors.ts";
+import { BerthError } from "../common/errors.ts";
 import { run } from "../common/exec.ts";
 import { sha256Hex } from "../common/hash.ts";
+import { BERTH_VERSION } from "../common/version.ts";
+import { AGENT_UNIT_NAME, agentUnit } from "./agent-unit.ts";
+import { GROW_STATE_UNIT } from "./grow-state.ts";
 import type { Profile } from "./profile.ts";
-
-export const BERTH_VERSION = "0.1.0";
+import { type ReleaseStamp, updateFiles } from "./update-files.ts";
 
 export interface BaseFile {
   path: string;
@@ -49,16 +51,19 @@ mv "$tmp" "$out"
 function preloadScript(runtime: Profile["runtime"]): string {
   const load =
     runtime === "docker"
-      ? `name=$(tar -xOf "$f" manifest.json | sed -n 's/.*"RepoTags":\\["\\([^"]*\\)".*/\\1/p')
-  if [ -n "$name" ] && docker image inspect "$name" >/dev/null 2>&1; then continue; fi
-  docker load -q -i "$f"`
+      ? `docker load -q -i "$f" >/dev/null`
       : `ctr -n default images import --no-unpack=false "$f" >/dev/null`;
   return `#!/bin/sh
-# Loads the images baked into /usr/share/berth/images into the container runtime (once).
+# Loads the images baked into /usr/share/berth/images into the container runtime, once per image file:
+# a stamp under /var/lib/berth/preloaded records it, so later boots start no runtime client at all.
 set -eu
+mkdir -p /var/lib/berth/preloaded
 for f in /usr/share/berth/images/*.tar; do
   [ -e "$f" ] || continue
+  stamp=/var/lib/berth/preloaded/$(basename "$f" .tar)-$(stat -c %s-%Y "$f")
+  [ -e "$stamp" ] && continue
   ${load}
+  touch "$stamp"
 done
 `;
 }
@@ -66,29 +71,59 @@ done
 function checkScript(runtime: Profile["runtime"]): string {
   const runContainer =
     runtime === "docker"
-      ? "docker run --rm --network none berth/busybox:latest /bin/echo berth-container-ran"
+      ? "docker run --rm --pull never --network none berth/busybox:latest /bin/echo berth-container-ran"
       : "ctr -n default run --rm docker.io/berth/busybox:latest berth-check /bin/echo berth-container-ran";
   return `#!/bin/sh
 # Boot self-test: run a container from the baked image and report on the console and in the journal.
 # berth os run --check watches the serial console for this line.
+# The health check before boot-complete.target looks for /run/berth/check.ok.
 out=$(${runContainer} 2>&1)
 if [ "$out" = "berth-container-ran" ]; then
+  mkdir -p /run/berth && touch /run/berth/check.ok
   echo "BERTH-CHECK: container ran uptime=$(cut -d' ' -f1 /proc/uptime)"
 else
   echo "BERTH-CHECK: FAILED: $out"
 fi
+# berth os run --check --analyze: where the boot went, as systemd saw it. After the line above, so the
+# measured boot does not pay for it, and from a unit of its own: systemd-analyze answers only once the
+# boot is finished, and the boot waits for this service.
+if grep -qw berth.analyze /proc/cmdline; then
+  systemd-run --no-block --quiet --unit=berth-analyze -p StandardOutput=journal+console /bin/sh -c '
+    systemctl is-system-running --wait >/dev/null 2>&1
+    systemd-analyze critical-chain --no-pager berth-check.service 2>&1 | sed "s/^/BERTH-ANALYZE: /"
+    systemd-analyze blame --no-pager 2>&1 | head -n 25 | sed "s/^/BERTH-ANALYZE-BLAME: /"
+    # The network is the usual long pole (network-online.target before the runtime): its timeline,
+    # for the serial log only (the boot record keeps the chain and the blame).
+    journalctl -b -o short-monotonic --no-pager -u systemd-networkd -u systemd-networkd-wait-online 2>&1 | tail -n 40 | sed "s/^/BERTH-ANALYZE-NET: /"
+    echo "BERTH-ANALYZE: end"'
+fi
 `;
 }
 
-/** Every file berth-base installs, for a profile. Pure: same profile, same files. */
-export function baseFiles(p: Profile, checkImage: Buffer): BaseFile[] {
+/**
+ * What dockerd's first start makes the kernel load one modprobe run at a time (iptables-nft rules for
+ * the bridge and NAT, the XFRM socket): loaded here instead, by systemd-modules-load in one process.
+ */
+const DOCKER_MODULES = `# dockerd's iptables rules and XFRM socket.
+nft_compat
+nft_chain_nat
+xt_conntrack
+xt_MASQUERADE
+xt_addrtype
+nf_conntrack_netlink
+ip_tables
+xfrm_user
+`;
+
+/** Every file berth-base installs, for a profile (and the release it stamps). Pure: same inputs, same files. */
+export function baseFiles(p: Profile, checkImage: Buffer, release?: ReleaseStamp): BaseFile[] {
   const runtimeUnit = p.runtime === "docker" ? "docker.service" : "containerd.service";
   const files: BaseFile[] = [
     { path: "usr/lib/sysctl.d/60-berth.conf", mode: 0o644, content: sysctlConf(p) },
     {
       path: "usr/lib/modules-load.d/berth.conf",
       mode: 0o644,
-      content: "# Container networking and storage need these at boot.\noverlay\nbr_netfilter\n",
+      content: `# Container networking and storage need these at boot.\noverlay\nbr_netfilter\n${p.runtime === "docker" ? DOCKER_MODULES : ""}`,
     },
     {
       path: "usr/lib/tmpfiles.d/berth.conf",
@@ -96,9 +131,17 @@ export function baseFiles(p: Profile, checkImage: Buffer): BaseFile[] {
       content:
         "d /var/home 0755 root root -\nd /var/roothome 0700 root root -\nd /run/berth 0755 root root -\n",
     },
+    {
+      path: "usr/lib/systemd/system/containerd.service.d/50-berth.conf",
+      mode: 0o644,
+      // The initramfs has loaded overlay already: no kmod run on the way to the runtime.
+      content: "[Service]\n# Berth: the initramfs loads overlay.\nExecStartPre=\n",
+    },
+    { path: "usr/lib/systemd/system/berth-grow-state.service", mode: 0o644, content: GROW_STATE_UNIT },
     { path: "usr/lib/berth/resolvconf", mode: 0o755, content: RESOLVCONF_SCRIPT },
     { path: "usr/lib/berth/preload-images", mode: 0o755, content: preloadScript(p.runtime) },
     { path: "usr/lib/berth/check", mode: 0o755, content: checkScript(p.runtime) },
+    { path: `usr/lib/systemd/system/${AGENT_UNIT_NAME}`, mode: 0o644, content: agentUnit() },
     {
       path: "usr/lib/systemd/system/berth-resolvconf.service",
       mode: 0o644,
@@ -170,7 +213,9 @@ Before=ssh.service ssh.socket sshd.service
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=/usr/bin/ssh-keygen -A
+# Ed25519 and ECDSA only: an RSA key costs most of the CPU a first boot has (prime search), and every
+# SSH client of the last decade takes Ed25519.
+ExecStart=/bin/sh -c 'for t in ed25519 ecdsa; do k=/etc/ssh/ssh_host_"$$t"_key; [ -e $$k ] || /usr/bin/ssh-keygen -q -t $$t -N "" -f $$k; done'
 
 [Install]
 WantedBy=multi-user.target ssh.service ssh.socket
@@ -181,14 +226,15 @@ WantedBy=multi-user.target ssh.service ssh.socket
 
       mode: 0o644,
       content:
-        "# Berth: keys only.\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n",
+        "# Berth: keys only.\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n# The host keys berth-ssh-keygen makes.\nHostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_ecdsa_key\n",
     },
     { path: "usr/share/berth/images/busybox.tar", mode: 0o644, content: checkImage },
     {
       path: "usr/lib/berth/release",
       mode: 0o644,
-      content: `BERTH_VERSION=${BERTH_VERSION}\nBERTH_PROFILE=${p.name}\nBERTH_RUNTIME=${p.runtime}\n`,
+      content: `BERTH_VERSION=${BERTH_VERSION}\nBERTH_PROFILE=${p.name}\nBERTH_RUNTIME=${p.runtime}\n${release ? `BERTH_RELEASE=${release.version}\nBERTH_SOURCE_DATE_EPOCH=${release.sourceDateEpoch}\n` : ""}`,
     },
+    ...(release ? updateFiles(p, release) : []),
   ];
   if (p.runtime === "docker")
     // Opt-in (berth.docker_tcp on the kernel command line): the Docker API on TCP 2375, for a VM whose
@@ -262,14 +308,22 @@ export function baseVersion(files: BaseFile[]): string {
   return `${BERTH_VERSION}+${digest.slice(0, 12)}`;
 }
 
+export interface BaseExtras {
+  /** The release the image is (its version, the repository's trust anchor): adds the update files. */
+  release?: ReleaseStamp;
+  /** More files, e.g. Berth's own CLI and Node.js (berth-runtime.ts). */
+  files?: BaseFile[];
+}
+
 /** Builds berth-base_<version>_all.deb in `dir`; reproducible under SOURCE_DATE_EPOCH. */
 export async function buildBasePackage(
   p: Profile,
   checkImage: Buffer,
   dir: string,
   sourceDateEpoch: number,
+  extras: BaseExtras = {},
 ): Promise<string> {
-  const files = baseFiles(p, checkImage);
+  const files = [...baseFiles(p, checkImage, extras.release), ...(extras.files ?? [])];
   const version = baseVersion(files);
   const tree = join(dir, "berth-base");
   await rm(tree, { recursive: true, force: true });
@@ -298,7 +352,10 @@ Description: Berth OS configuration for profile ${p.name}
   );
   if (conffiles.length) await writeFile(join(tree, "DEBIAN/conffiles"), `${conffiles.join("\n")}\n`);
   const deb = join(dir, `berth-base_${version}_all.deb`);
-  const r = await run("dpkg-deb", ["--root-owner-group", "-Zxz", "--build", tree, deb], {
+  // The package is only a vehicle into the root (which is compressed later); Node.js in it would make xz
+  // the slowest step of the build.
+  const compression = extras.files?.length ? "-Znone" : "-Zxz";
+  const r = await run("dpkg-deb", ["--root-owner-group", compression, "--build", tree, deb], {
     env: { ...process.env, SOURCE_DATE_EPOCH: String(sourceDateEpoch) },
   });
   if (r.code !== 0)

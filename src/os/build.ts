@@ -6,26 +6,32 @@
 import { existsSync, readFileSync } from "node:fs";
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
-import { BerthError } from "../cli/errors.ts";
-import { onInterrupt, run } from "../common/exec.ts";
+import { BerthError, UsageError } from "../common/errors.ts";
+import { onInterrupt, run, runChecked } from "../common/exec.ts";
 import { writeFileAtomic } from "../common/fsutil.ts";
 import { sha256File, sha256Hex } from "../common/hash.ts";
 import { type Progress, silentProgress } from "../common/progress.ts";
 import { treeDigest } from "../common/tree-digest.ts";
+import { BERTH_VERSION } from "../common/version.ts";
 import { hardenRoot } from "../harden/offline.ts";
 import { buildBusyboxImage } from "../images/busybox.ts";
 import type { Archive } from "../pkg/archive.ts";
 import { readDebFile } from "../pkg/deb.ts";
 import { whyChain } from "../pkg/resolve.ts";
-import { BERTH_VERSION, buildBasePackage } from "./base-package.ts";
+import { buildBasePackage } from "./base-package.ts";
+import { berthRuntimeFiles } from "./berth-runtime.ts";
+import { type EntryRelease, entryOptions } from "./boot-entry.ts";
 import { customizeRoot } from "./customize.ts";
-import { makeDisk, makeEsp, makeSquashfs, parseSize, squashfsArgs } from "./disk.ts";
-import { buildInitramfs, ROOT_LABEL } from "./initramfs.ts";
+import { makeDisk, makeEsp, makeSquashfs, parseSize, squashfsArgs, stateSeed } from "./disk.ts";
+import { sfdiskPackages, withDebsInRoot } from "./grow-state.ts";
+import { buildInitramfs, programWithLibraries } from "./initramfs.ts";
 import { type Artifact, inspectRoot, type Manifest } from "./manifest.ts";
 import { type BuildPlan, planBuild } from "./plan.ts";
 import type { Profile } from "./profile.ts";
-import { makeReport, reportMarkdown } from "./report.ts";
+import { defaultReleaseVersion } from "./release.ts";
+import { makeReport, type Report, reportMarkdown } from "./report.ts";
 import { makeRootfs } from "./rootfs.ts";
+import { formatVerity } from "./verity.ts";
 
 export interface BuildOptions {
   out: string;
@@ -36,6 +42,10 @@ export interface BuildOptions {
   baseline?: Profile | false;
   /** Reuse a root image compressed earlier from an identical tree (default true). */
   imageCache?: boolean;
+  /** The release version stamped into the image (default: YYYY.MM.DDHH of the archive state). */
+  releaseVersion?: string;
+  /** Put Berth's CLI and Node.js into the image (default true; the stock baseline goes without). */
+  berthRuntime?: boolean;
 }
 
 export interface BuildResult {
@@ -84,11 +94,14 @@ async function artifact(dir: string, file: string): Promise<Artifact> {
   return { file, bytes: (await stat(p)).size, sha256: await sha256File(p) };
 }
 
-/** Files the builder needs from the archive but does not install: busybox for the initramfs and check image, systemd-boot for the ESP. */
+/**
+ * Files the builder needs from the archive but does not install: busybox for the initramfs and check
+ * image, systemd-boot for the ESP, sfdisk (fdisk and the libraries the image lacks) for the initramfs.
+ */
 async function helperDebs(
   plan: BuildPlan,
   archive: Archive,
-): Promise<{ busybox: string; systemdBoot: string }> {
+): Promise<{ busybox: string; systemdBoot: string; sfdisk: string[] }> {
   const need = (name: string) => {
     const r = plan.index.candidate(name);
     if (!r)
@@ -97,8 +110,31 @@ async function helperDebs(
       );
     return r;
   };
-  const [busybox, systemdBoot] = await archive.fetchDebs([need("busybox-static"), need("systemd-boot-efi")]);
-  return { busybox: busybox!, systemdBoot: systemdBoot! };
+  const [busybox, systemdBoot, ...sfdisk] = await archive.fetchDebs([
+    need("busybox-static"),
+    need("systemd-boot-efi"),
+    ...sfdiskPackages(plan),
+  ]);
+  return { busybox: busybox!, systemdBoot: systemdBoot!, sfdisk };
+}
+
+/** The repository's initial root.json the profile names (update.root): it must be a TUF root. */
+async function readTrustedRoot(path: string): Promise<Buffer> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    throw new UsageError(`update.root: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? e})`);
+  }
+  let type: unknown;
+  try {
+    type = (JSON.parse(bytes.toString("utf8")) as { signed?: { _type?: unknown } }).signed?._type;
+  } catch {
+    throw new UsageError(`update.root: ${path} is not JSON`);
+  }
+  if (type !== "root")
+    throw new UsageError(`update.root: ${path} is not a TUF root.json (signed._type "root")`);
+  return bytes;
 }
 
 function profileDigest(p: Profile): string {
@@ -115,6 +151,7 @@ export async function buildImage(profile: Profile, o: BuildOptions): Promise<Bui
   const workParent = await o.archive.cache.dir("os", "work");
   await removeStale(workParent, "");
 
+  const trustedRoot = profile.update.root ? await readTrustedRoot(profile.update.root) : undefined;
   const phases: Record<string, number> = {};
   const timed = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
@@ -122,9 +159,13 @@ export async function buildImage(profile: Profile, o: BuildOptions): Promise<Bui
       return await f();
     } finally {
       phases[name] = Math.round((performance.now() - t0) / 100) / 10;
+      // One line per phase with its time (a log without a terminal shows where a build spends it).
+      progress.note(`${name}: ${phases[name]} s`);
     }
   };
-  const plan = await timed("plan", () => planBuild(profile, o.archive, { progress }));
+  const plan = await timed("plan", () =>
+    planBuild(profile, o.archive, { progress, berthRuntime: o.berthRuntime !== false }),
+  );
   for (const n of plan.notes) progress.note(`note: ${n}`);
 
   const staging = join(parent, `.${basename(out)}.partial-${process.pid}`);
@@ -143,9 +184,18 @@ export async function buildImage(profile: Profile, o: BuildOptions): Promise<Bui
     await mkdir(work, { recursive: true });
     const sde = plan.sourceDateEpoch;
 
-    const helpers = await helperDebs(plan, o.archive);
-    const checkImage = await buildBusyboxImage(helpers.busybox, sde);
-    const baseDeb = await buildBasePackage(profile, checkImage.archive, work, sde);
+    const releaseVersion = o.releaseVersion ?? defaultReleaseVersion(sde);
+    const { helpers, runtimeFiles, baseDeb } = await timed("base", async () => {
+      const helpers = await helperDebs(plan, o.archive);
+      const checkImage = await buildBusyboxImage(helpers.busybox, sde);
+      const runtimeFiles =
+        o.berthRuntime === false ? [] : await berthRuntimeFiles(await o.archive.cache.dir("os", "runtime"));
+      const baseDeb = await buildBasePackage(profile, checkImage.archive, work, sde, {
+        release: { version: releaseVersion, sourceDateEpoch: sde, trustedRoot },
+        files: runtimeFiles,
+      });
+      return { helpers, runtimeFiles, baseDeb };
+    });
 
     const root = join(work, "root");
     progress.note(
@@ -170,18 +220,25 @@ export async function buildImage(profile: Profile, o: BuildOptions): Promise<Bui
       if (!f.startsWith("config-")) await rm(join(root, "boot", f), { recursive: true, force: true });
 
     progress.note("initramfs");
-    const initrd = await timed("initramfs", () =>
+    const initrd = await timed("initramfs", async () =>
       buildInitramfs({
         busyboxDeb: helpers.busybox,
         root,
         kernelVersion: kv,
         rootFsType: "squashfs",
         sourceDateEpoch: sde,
+        verity: true,
+        // A root that installs fdisk (the baseline) has sfdisk itself; otherwise it comes from the .debs.
+        programs: existsSync(join(root, "usr/sbin/sfdisk"))
+          ? await programWithLibraries(root, "/usr/sbin/sfdisk")
+          : await withDebsInRoot(root, helpers.sfdisk, (dir) =>
+              programWithLibraries(root, `${dir}/usr/sbin/sfdisk`, `${dir}/usr/lib/x86_64-linux-gnu`),
+            ),
       }),
     );
     await writeFile(join(staging, "initrd.img"), initrd);
 
-    const inspected = await inspectRoot(root);
+    const inspected = await timed("inspect", () => inspectRoot(root));
     progress.note(`compressing the root (${profile.image.compression})`);
     await timed("squashfs", () =>
       compressRoot(
@@ -189,28 +246,42 @@ export async function buildImage(profile: Profile, o: BuildOptions): Promise<Bui
         join(staging, "root.squashfs"),
         profile.image.compression,
         sde,
+        work,
         o.imageCache === false ? undefined : o.archive,
       ),
     );
 
-    progress.note("disk image");
     const seed = `${profile.name}/${profileDigest(profile)}`;
-    const cmdline = kernelCmdline(profile);
-    await makeEsp({
-      out: join(work, "esp.img"),
-      sizeMiB: 64,
-      systemdBoot: await extractSystemdBoot(helpers.systemdBoot, work),
-      kernel: join(staging, "vmlinuz"),
-      initrd: join(staging, "initrd.img"),
-      cmdline,
-      seed,
-    });
-    await timed("disk", () =>
+    progress.note("dm-verity hash tree");
+    const verity = await timed("verity", () =>
+      formatVerity(join(staging, "root.squashfs"), join(staging, "root.verity"), seed),
+    );
+    progress.note("disk image");
+    const release: EntryRelease = {
+      version: releaseVersion,
+      verity: { rootHash: verity.rootHash, hashOffset: verity.hashOffset },
+      bootOptions: profile.kernel.cmdline,
+    };
+    const cmdline = entryOptions(release, "a");
+    await timed("esp", async () =>
+      makeEsp({
+        out: join(work, "esp.img"),
+        sizeMiB: 64,
+        systemdBoot: await extractSystemdBoot(helpers.systemdBoot, work),
+        kernel: join(staging, "vmlinuz"),
+        initrd: join(staging, "initrd.img"),
+        release,
+        seed,
+      }),
+    );
+    await timed("disk", async () =>
       makeDisk({
         out: join(staging, "disk.img"),
         esp: join(work, "esp.img"),
         root: join(staging, "root.squashfs"),
+        verity: { file: join(staging, "root.verity"), offset: verity.hashOffset },
         stateBytes: parseSize(profile.image.stateSize),
+        stateContents: { dir: await stateSeed(root, join(work, "state-seed"), sde), sourceDateEpoch: sde },
         seed,
       }),
     );
@@ -225,13 +296,16 @@ export async function buildImage(profile: Profile, o: BuildOptions): Promise<Bui
           : (chain?.map((c) => c.name) ?? ["(chosen by apt)"]);
       return { ...p, why };
     });
-    const artifacts = await Promise.all(
-      ["root.squashfs", "vmlinuz", "initrd.img", "disk.img", "kernel.config"].map((f) =>
-        artifact(staging, f),
+    const artifacts = await timed("digests", () =>
+      Promise.all(
+        ["root.squashfs", "vmlinuz", "initrd.img", "disk.img", "kernel.config", "root.verity"].map((f) =>
+          artifact(staging, f),
+        ),
       ),
     );
     const manifest: Manifest = {
       berthVersion: BERTH_VERSION,
+      releaseVersion,
       profile: profile.name,
       profileSha256: profileDigest(profile),
       kernelVersion: kv,
@@ -241,11 +315,23 @@ export async function buildImage(profile: Profile, o: BuildOptions): Promise<Bui
       packages,
       purgedPackages: custom.purged,
       droppedModuleDirs: custom.droppedModuleDirs,
+      droppedModuleBytes: custom.droppedModuleBytes,
       compressedBytes: artifacts[0]!.bytes,
       artifacts,
       buildSeconds: Math.round((performance.now() - started) / 100) / 10,
       phases,
       ...(hardening ? { hardening } : {}),
+      berthRuntimeBytes: runtimeFiles.reduce((n, f) => n + f.content.length, 0),
+      verity,
+      update: {
+        bootOptions: profile.kernel.cmdline,
+        tries: profile.update.tries,
+        images: profile.update.images,
+        migrations: profile.update.migrations.map((m) => m.id),
+        ...(profile.update.minimumFrom ? { minimumFrom: profile.update.minimumFrom } : {}),
+        ...(profile.update.repository ? { repository: profile.update.repository } : {}),
+        trustedRootSha256: trustedRoot ? sha256Hex(trustedRoot) : undefined,
+      },
     };
     await writeFile(join(staging, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
     await writeFile(join(staging, "profile.yaml"), await readFile(profile.source));
@@ -272,9 +358,47 @@ export async function buildImage(profile: Profile, o: BuildOptions): Promise<Bui
 
 /**
  * mksquashfs is most of a warm build's time. Its output depends only on the tree and the options, so a
- * root image made from a tree with the same content digest is reused from the cache.
+ * root image made from a tree with the same content digest is reused from the cache. /opt (Berth's own
+ * CLI bundle, opt/berth, which changes with every commit of Berth) is left out of that tree and appended
+ * to the image afterwards (mksquashfs appends in seconds and deterministically), so a new Berth on the
+ * same packages recompresses its 2 MB, not the whole root. Cached or not, the image is made the same way.
  */
 async function compressRoot(
+  root: string,
+  out: string,
+  compression: Profile["image"]["compression"],
+  sde: number,
+  work: string,
+  archive?: Archive,
+): Promise<void> {
+  const opt = join(root, "opt");
+  const appended = join(work, "appended");
+  await rm(appended, { recursive: true, force: true });
+  const hasOpt = existsSync(opt);
+  if (hasOpt) {
+    await mkdir(appended, { recursive: true });
+    await rename(opt, join(appended, "opt"));
+  }
+  try {
+    await compressBase(root, out, compression, sde, archive);
+    if (hasOpt)
+      await runChecked("mksquashfs (appending /opt)", "mksquashfs", [
+        appended,
+        out,
+        "-no-recovery",
+        "-no-progress",
+        "-quiet",
+        "-all-time",
+        String(sde),
+        "-mkfs-time",
+        String(sde),
+      ]);
+  } finally {
+    if (hasOpt) await rename(join(appended, "opt"), opt);
+  }
+}
+
+async function compressBase(
   root: string,
   out: string,
   compression: Profile["image"]["compression"],
@@ -292,17 +416,12 @@ async function compressRoot(
   await makeSquashfs(root, out, compression, sde);
   await copyFile(out, `${cached}.tmp-${process.pid}`);
   await rename(`${cached}.tmp-${process.pid}`, cached);
-  // Keep the newest few.
+  // Keep the newest few (release fixtures, the default image and a test image or two).
   const files = (await readdir(dir)).filter((f) => f.endsWith(".squashfs"));
-  if (files.length > 6) {
+  if (files.length > 8) {
     const dated = await Promise.all(files.map(async (f) => ({ f, t: (await stat(join(dir, f))).mtimeMs })));
-    for (const { f } of dated.sort((a, b) => b.t - a.t).slice(6)) await rm(join(dir, f), { force: true });
+    for (const { f } of dated.sort((a, b) => b.t - a.t).slice(8)) await rm(join(dir, f), { force: true });
   }
-}
-
-export function kernelCmdline(p: Profile): string {
-  // systemd.gpt_auto=0: the ESP is only for booting; the read-only root has no /efi to automount it on.
-  return [`berth.root=${ROOT_LABEL}`, "systemd.gpt_auto=0", ...p.kernel.cmdline].join(" ");
 }
 
 async function extractSystemdBoot(deb: string, work: string): Promise<string> {
@@ -317,8 +436,9 @@ export async function writeReport(
   dir: string,
   image: Manifest,
   baseline: Manifest | undefined,
+  boot: Report["boot"] = {},
 ): Promise<void> {
-  const report = makeReport(image, baseline);
+  const report = makeReport(image, baseline, new Date(), boot);
   await writeFileAtomic(join(dir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
   await writeFileAtomic(join(dir, "report.md"), reportMarkdown(report));
 }
@@ -334,6 +454,12 @@ export async function ensureBaseline(baseline: Profile, plan: BuildPlan, o: Buil
   const dir = join(await o.archive.cache.dir("os", "baselines"), `${baseline.name}-${key}`);
   if (existsSync(join(dir, "manifest.json"))) return dir;
   o.progress?.note(`building the ${baseline.name} baseline for this archive state (once; cached in ${dir})`);
-  await buildImage(baseline, { ...o, out: dir, baseline: false });
+  await buildImage(baseline, {
+    ...o,
+    out: dir,
+    baseline: false,
+    berthRuntime: false,
+    releaseVersion: undefined,
+  });
   return dir;
 }

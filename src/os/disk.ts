@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { open, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { runChecked } from "../common/exec.ts";
+import { type EntryRelease, entryFileName, entryText, LOADER_CONF, releaseDirOnEsp } from "./boot-entry.ts";
 import { ROOT_LABEL, STATE_LABEL } from "./initramfs.ts";
 
 const MiB = 1024 * 1024;
@@ -54,7 +55,8 @@ export interface EspInput {
   systemdBoot: string;
   kernel: string;
   initrd: string;
-  cmdline: string;
+  /** The release in slot A: its kernel and initramfs go under /berth/<version>/, its entry is the default. */
+  release: EntryRelease;
   seed: string;
 }
 
@@ -76,37 +78,77 @@ export async function makeEsp(e: EspInput): Promise<void> {
     runChecked("mtools", args[0]!, ["-i", e.out, ...args.slice(1)], {
       env: { ...process.env, MTOOLS_SKIP_CHECK: "1" },
     });
-  await m(["mmd", "::/EFI", "::/EFI/BOOT", "::/loader", "::/loader/entries"]);
+  const dir = releaseDirOnEsp(e.release.version);
+  await m(["mmd", "::/EFI", "::/EFI/BOOT", "::/loader", "::/loader/entries", "::/berth", `::/${dir}`]);
   await m(["mcopy", e.systemdBoot, "::/EFI/BOOT/BOOTX64.EFI"]);
-  await m(["mcopy", e.kernel, "::/vmlinuz"]);
-  await m(["mcopy", e.initrd, "::/initrd.img"]);
+  await m(["mcopy", e.kernel, `::/${dir}/vmlinuz`]);
+  await m(["mcopy", e.initrd, `::/${dir}/initrd.img`]);
   const tmpDir = join(e.out, "..");
   const loader = join(tmpDir, "loader.conf");
-  const entry = join(tmpDir, "berth.conf");
-  await writeFile(loader, "default berth.conf\ntimeout 0\nconsole-mode keep\n");
-  await writeFile(entry, `title Berth OS\nlinux /vmlinuz\ninitrd /initrd.img\noptions ${e.cmdline}\n`);
+  const entry = join(tmpDir, "berth-entry.conf");
+  await writeFile(loader, LOADER_CONF);
+  // Slot A's first release is good from the start: no boot counter.
+  await writeFile(entry, entryText(e.release, "a", true));
   await m(["mcopy", loader, "::/loader/loader.conf"]);
-  await m(["mcopy", entry, "::/loader/entries/berth.conf"]);
+  await m(["mcopy", entry, `::/loader/entries/${entryFileName({ version: e.release.version })}`]);
   await rm(loader);
   await rm(entry);
 }
 
-/** Formats the ext4 state file system directly inside the disk at `offset` (no copy, stays sparse). */
-async function makeStateFs(disk: string, offset: number, bytes: number, seed: string): Promise<void> {
-  await runChecked("mke2fs", "mke2fs", [
-    "-q",
-    "-F",
-    "-t",
-    "ext4",
-    "-L",
-    STATE_LABEL,
-    "-U",
-    stableUuid(`${seed}/state`),
-    "-E",
-    `offset=${offset},root_owner=0:0,hash_seed=${stableUuid(`${seed}/hash`)}`,
-    disk,
-    `${Math.floor(bytes / 1024)}k`,
+/**
+ * Formats the ext4 state file system directly inside the disk at `offset` (no copy, stays sparse). With
+ * `contents`, the file system starts out holding that directory's tree (mke2fs -d), so the first boot
+ * has no /var to copy; E2FSPROGS_FAKE_TIME pins the file system's own times.
+ */
+async function makeStateFs(
+  disk: string,
+  offset: number,
+  bytes: number,
+  seed: string,
+  contents?: { dir: string; sourceDateEpoch: number },
+): Promise<void> {
+  await runChecked(
+    "mke2fs",
+    "mke2fs",
+    [
+      "-q",
+      "-F",
+      "-t",
+      "ext4",
+      "-L",
+      STATE_LABEL,
+      "-U",
+      stableUuid(`${seed}/state`),
+      "-E",
+      `offset=${offset},root_owner=0:0,hash_seed=${stableUuid(`${seed}/hash`)}`,
+      ...(contents ? ["-d", contents.dir] : []),
+      disk,
+      `${Math.floor(bytes / 1024)}k`,
+    ],
+    contents ? { env: { ...process.env, E2FSPROGS_FAKE_TIME: String(contents.sourceDateEpoch) } } : {},
+  );
+}
+
+/**
+ * The state file system's first contents: the image's /var, with the marker that tells the initramfs
+ * /var is already populated (so a first boot copies nothing), every time set to SOURCE_DATE_EPOCH.
+ */
+export async function stateSeed(root: string, dir: string, sourceDateEpoch: number): Promise<string> {
+  await rm(dir, { recursive: true, force: true });
+  await runChecked("copying /var for the state partition", "cp", ["-a", join(root, "var"), dir]);
+  // The marker the initramfs looks for (initramfs.ts).
+  await writeFile(join(dir, ".berth-state"), "");
+  await runChecked("setting the times of the state partition's files", "find", [
+    dir,
+    "-exec",
+    "touch",
+    "-h",
+    "-d",
+    `@${sourceDateEpoch}`,
+    "{}",
+    "+",
   ]);
+  return dir;
 }
 
 /** "4G", "512M" -> bytes. */
@@ -163,13 +205,18 @@ export interface DiskInput {
   out: string;
   esp: string;
   root: string;
+  /** The root's dm-verity hash tree, written into slot A at `offset` after the root image. */
+  verity?: { file: string; offset: number };
   stateBytes: number;
+  /** A tree the state file system starts out with (the image's /var), and the time its files get. */
+  stateContents?: { dir: string; sourceDateEpoch: number };
   seed: string;
 }
 
 export async function makeDisk(d: DiskInput): Promise<DiskLayout> {
   const [esp, root] = await Promise.all([stat(d.esp), stat(d.root)]);
-  const L = diskLayout(esp.size, root.size, d.stateBytes);
+  const slotBytes = d.verity ? d.verity.offset + (await stat(d.verity.file)).size : root.size;
+  const L = diskLayout(esp.size, slotBytes, d.stateBytes);
   await rm(d.out, { force: true });
   await (await open(d.out, "w")).close();
   await truncate(d.out, L.total);
@@ -188,6 +235,7 @@ export async function makeDisk(d: DiskInput): Promise<DiskLayout> {
   await runChecked("sfdisk", "sfdisk", ["--no-reread", "--no-tell-kernel", "-q", d.out], { input: script });
   await copyInto(d.out, d.esp, L.esp.start);
   await copyInto(d.out, d.root, L.rootA.start);
-  await makeStateFs(d.out, L.state.start, L.state.size, d.seed);
+  if (d.verity) await copyInto(d.out, d.verity.file, L.rootA.start + d.verity.offset);
+  await makeStateFs(d.out, L.state.start, L.state.size, d.seed, d.stateContents);
   return L;
 }

@@ -4,12 +4,14 @@
 
 import { createReadStream } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { BerthError } from "../cli/errors.ts";
 import { compressionOfName, decompressToBuffer } from "../common/decompress.ts";
+import { BerthError } from "../common/errors.ts";
+import { runChecked } from "../common/exec.ts";
 import { readDebFile } from "../pkg/deb.ts";
 import { type CpioEntry, writeCpio } from "./cpio.ts";
+import { GROW_FLAG, GROW_STATE_SH } from "./grow-state.ts";
 
 export const ROOT_LABEL = "berth-root-a";
 
@@ -36,21 +38,41 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 log() { echo "berth-initramfs: $*" > /dev/kmsg 2>/dev/null || echo "berth-initramfs: $*"; }
-fail() { echo "berth-initramfs: FATAL: $*"; echo "dropping to a shell"; exec sh; }
+# A boot that cannot go on reboots, so the boot loader's try counter runs down and the other slot boots
+# (berth.debug gives a shell instead).
+fail() {
+  echo "berth-initramfs: FATAL: $*"
+  if grep -qw berth.debug /proc/cmdline; then echo "dropping to a shell"; exec sh; fi
+  echo "berth-initramfs: rebooting in 5 s"
+  sleep 5
+  reboot -f
+}
 
 for m in $(cat /etc/modules); do insmod "/lib/modules/$m.ko" || log "could not load $m"; done
 
 root_label=${ROOT_LABEL}
 state_label=${STATE_LABEL}
 init=/sbin/init
+roothash=
+hashoffset=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     berth.root=*) root_label=\${arg#berth.root=} ;;
+    berth.verity.roothash=*) roothash=\${arg#berth.verity.roothash=} ;;
+    berth.verity.hashoffset=*) hashoffset=\${arg#berth.verity.hashoffset=} ;;
     berth.state=*) state_label=\${arg#berth.state=} ;;
     init=*) init=\${arg#init=} ;;
     berth.debug) set -x ;;
   esac
 done
+
+# A hang before systemd takes over is caught too: with a watchdog device, arm it here and leave it armed
+# (killed without the magic close); systemd feeds it from then on (RuntimeWatchdogSec).
+wdpid=
+if [ -e /dev/watchdog ]; then
+  watchdog -F -T 180 -t 5 /dev/watchdog &
+  wdpid=$!
+fi
 
 find_part() {
   for u in /sys/class/block/*/uevent; do
@@ -69,11 +91,21 @@ while ! root=$(find_part "$root_label"); do
   [ $i -gt 300 ] && fail "no partition labelled $root_label"
   sleep 0.1
 done
-mkdir -p /sysroot /state
+${GROW_STATE_SH}grew_state=
+grow_state
+mkdir -p /sysroot /state /run
+if [ -n "$roothash" ]; then
+  # dm-verity: every block of the slot is checked against the root hash from the signed release
+  # metadata; a changed byte makes the read fail, so a tampered slot does not mount.
+  DM_DISABLE_UDEV=1 veritysetup open "$root" berth-root "$root" "$roothash" --hash-offset="$hashoffset" \\
+    || fail "dm-verity refused $root ($root_label)"
+  root=/dev/mapper/berth-root
+fi
 mount -t ${rootFsType} -o ro "$root" /sysroot || fail "cannot mount $root ($root_label)"
 
 if state=$(find_part "$state_label"); then
   mount -t ext4 -o rw,noatime "$state" /state || fail "cannot mount $state ($state_label)"
+  [ -z "$grew_state" ] || touch /state/${GROW_FLAG}
 else
   log "no $state_label partition: state is kept in memory and lost at shutdown"
   mount -t tmpfs -o mode=0755 tmpfs /state
@@ -84,10 +116,16 @@ if [ ! -e /state/.berth-state ]; then
   touch /state/.berth-state
 fi
 mkdir -p /state/lib/berth/etc/upper /state/lib/berth/etc/work
+# The package database describes the booted image, not the state: after an update /var keeps the
+# node's data, but /var/lib/dpkg must be the new release's (read-only, from the image).
+mkdir -p /image-dpkg /state/lib/dpkg
+mount --bind /sysroot/var/lib/dpkg /image-dpkg || fail "cannot bind the image's package database"
 mount --move /state /sysroot/var || fail "cannot move /var into place"
+mount --move /image-dpkg /sysroot/var/lib/dpkg || fail "cannot put the image's package database in place"
 mount -t overlay overlay -o lowerdir=/sysroot/etc,upperdir=/sysroot/var/lib/berth/etc/upper,workdir=/sysroot/var/lib/berth/etc/work /sysroot/etc \\
   || fail "cannot overlay /etc"
 for m in dev proc sys; do mount --move /$m /sysroot/$m; done
+[ -z "$wdpid" ] || kill -9 "$wdpid"
 exec switch_root /sysroot "$init"
 `;
 }
@@ -150,6 +188,51 @@ export interface InitramfsInput {
   kernelVersion: string;
   rootFsType: "squashfs" | "erofs";
   sourceDateEpoch: number;
+  /** Open the root slot with dm-verity: veritysetup and its libraries from the root, and dm-verity.ko. */
+  verity?: boolean;
+  /** More programs for the initramfs, as [path, content] (sfdisk and its libraries, grow-state.ts). */
+  programs?: [string, Buffer][];
+}
+
+/** Modules for a watchdog the machine may have (QEMU's i6300esb), armed until systemd takes over. */
+export const WATCHDOG_DRIVERS = ["i6300esb"];
+
+/**
+ * The virtual NIC's driver, loaded here rather than by udev's coldplug in the root: under TCG the
+ * coldplug reached virtio-net 16 s after systemd-networkd was up (eth0 appeared at 53.6 s, DHCP took
+ * 0.4 s after it), and network-online.target, which docker.service waits for, waited with it.
+ */
+export const NETWORK_DRIVERS = ["virtio_net"];
+
+/**
+ * A program of the root with the shared libraries it loads, as the root's own dynamic loader lists
+ * them (ld.so --list, what ldd does), for the initramfs: [path in the initramfs, content].
+ * `libraryPath` (inside the root) is searched first, for libraries the image itself lacks.
+ */
+export async function programWithLibraries(
+  root: string,
+  program: string,
+  libraryPath?: string,
+): Promise<[string, Buffer][]> {
+  const r = await runChecked(`listing the libraries of ${program}`, "chroot", [
+    root,
+    "/usr/lib64/ld-linux-x86-64.so.2",
+    ...(libraryPath ? ["--library-path", libraryPath] : []),
+    "--list",
+    program,
+  ]);
+  const files: [string, Buffer][] = [[`bin/${basename(program)}`, await readFile(join(root, program))]];
+  for (const line of r.stdout.split("\n")) {
+    const lib = /=>\s+(\/\S+)/.exec(line)?.[1] ?? /^\s*(\/\S+)\s+\(/.exec(line)?.[1];
+    if (!lib) continue;
+    // The initramfs has no merged /usr: libraries in /lib/x86_64-linux-gnu, the loader where ELF
+    // interpreters name it.
+    const dest = lib.includes("ld-linux")
+      ? "lib64/ld-linux-x86-64.so.2"
+      : `lib/x86_64-linux-gnu/${basename(lib)}`;
+    files.push([dest, await readFile(join(root, lib))]);
+  }
+  return files;
 }
 
 export async function buildInitramfs(i: InitramfsInput): Promise<Buffer> {
@@ -157,10 +240,21 @@ export async function buildInitramfs(i: InitramfsInput): Promise<Buffer> {
   if (!busybox) throw new BerthError(`${i.busyboxDeb} has no usr/bin/busybox`);
   // Disk drivers too, for kernels that build them as modules (Debian's generic kernel; the cloud
   // kernel has NVMe built in).
-  const modules = await initramfsModules(i.root, i.kernelVersion, [i.rootFsType, "overlay"], STORAGE_DRIVERS);
+  const modules = await initramfsModules(
+    i.root,
+    i.kernelVersion,
+    [i.rootFsType, "overlay", ...(i.verity ? ["dm-verity"] : [])],
+    [...STORAGE_DRIVERS, ...WATCHDOG_DRIVERS, ...NETWORK_DRIVERS],
+  );
+  const programs = i.verity ? await programWithLibraries(i.root, "/usr/sbin/veritysetup") : [];
+  // The same library may come with two programs: the first copy stands.
+  for (const [path, data] of i.programs ?? [])
+    if (!programs.some(([p]) => p === path)) programs.push([path, data]);
   const entries: CpioEntry[] = [];
-  for (const d of ["bin", "dev", "etc", "lib", "lib/modules", "proc", "sys", "sysroot", "state", "tmp"])
-    entries.push({ path: d, type: "directory", mode: 0o755 });
+  const dirs = ["bin", "dev", "etc", "lib", "lib/modules", "proc", "sys", "sysroot", "state", "tmp"];
+  if (programs.length) dirs.push("lib/x86_64-linux-gnu", "lib64");
+  for (const d of dirs) entries.push({ path: d, type: "directory", mode: 0o755 });
+  for (const [path, data] of programs) entries.push({ path, type: "file", mode: 0o755, data });
   entries.push({ path: "bin/busybox", type: "file", mode: 0o755, data: busybox });
   entries.push({ path: "bin/sh", type: "symlink", mode: 0o777, target: "busybox" });
   entries.push({ path: "init", type: "file", mode: 0o755, data: Buffer.from(initScript(i.rootFsType)) });

@@ -4,8 +4,7 @@
 
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
 import { join } from "node:path";
-import { gunzipSync } from "node:zlib";
-import { UsageError } from "../cli/errors.ts";
+import { UsageError } from "../common/errors.ts";
 import { listDeb, readDebFile } from "../pkg/deb.ts";
 
 export type FeatureState = "builtin" | "module" | "missing" | "present" | "unknown";
@@ -102,17 +101,6 @@ export const SPECS: Spec[] = [
     "SECURITY_LOCKDOWN_LSM",
   ),
 ];
-
-export function parseKernelConfig(text: string): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const line of text.split("\n")) {
-    const set = /^CONFIG_([A-Z0-9_]+)=(.*)$/.exec(line);
-    if (set) m.set(set[1]!, set[2]!);
-    const unset = /^# CONFIG_([A-Z0-9_]+) is not set$/.exec(line);
-    if (unset) m.set(unset[1]!, "n");
-  }
-  return m;
-}
 
 export function checkConfig(config: Map<string, string>): Feature[] {
   return SPECS.map((s) => {
@@ -222,16 +210,6 @@ function findModule(dir: string, name: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** The running kernel's config, where the distribution leaves it; undefined when there is none. */
-export function runningKernelConfig(): { text: string; from: string } | undefined {
-  const release = readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
-  if (existsSync("/proc/config.gz"))
-    return { text: gunzipSync(readFileSync("/proc/config.gz")).toString("utf8"), from: "/proc/config.gz" };
-  for (const p of [`/boot/config-${release}`, `/usr/lib/modules/${release}/config`])
-    if (existsSync(p)) return { text: readFileSync(p, "utf8"), from: p };
-  return undefined;
 }
 
 /** A kernel config from an image directory, a root file system, a config file or a linux-image .deb. */

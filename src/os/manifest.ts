@@ -4,8 +4,8 @@
 import { lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { readRootPackages } from "../pkg/status.ts";
+import { UnitTree } from "../system/units.ts";
 import type { ArchiveState } from "./plan.ts";
-import { UnitTree } from "./units.ts";
 
 export interface ManifestPackage {
   name: string;
@@ -25,6 +25,8 @@ export interface Artifact {
 
 export interface Manifest {
   berthVersion: string;
+  /** The release version stamped into the image (YYYY.MM.N; berth os build --release-version). */
+  releaseVersion?: string;
   profile: string;
   profileSha256: string;
   kernelVersion: string;
@@ -46,6 +48,22 @@ export interface Manifest {
   phases: Record<string, number>;
   /** What `hardening:` in the profile did to the root (berth harden rules, applied at build time). */
   hardening?: import("../harden/offline.ts").OfflineHardening;
+  /** dm-verity of the root image: the hash tree (root.verity), its place in a slot, the root hash. */
+  verity?: import("./verity.ts").VerityInfo;
+  /** What a node needs to install this release (docs/update.md). */
+  update?: {
+    bootOptions: string[];
+    tries: number;
+    images: string[];
+    migrations: string[];
+    minimumFrom?: string;
+    repository?: string;
+    trustedRootSha256?: string;
+  };
+  /** Bytes of kernel modules left out (kernel.dropModules), uncompressed. */
+  droppedModuleBytes?: number;
+  /** Bytes of Berth's own CLI and its Node.js runtime in the root. */
+  berthRuntimeBytes?: number;
 }
 
 /** Sum of the apparent sizes of regular files and symlinks under `root` (hard links counted once). */

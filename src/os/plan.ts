@@ -4,7 +4,7 @@
 
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { BerthError, UsageError } from "../cli/errors.ts";
+import { BerthError, UsageError } from "../common/errors.ts";
 import { writeFileAtomic } from "../common/fsutil.ts";
 import { sha256Hex } from "../common/hash.ts";
 import { type Progress, silentProgress } from "../common/progress.ts";
@@ -15,6 +15,7 @@ import type { PackageIndex, PackageRecord } from "../pkg/index.ts";
 import { type Resolution, resolve } from "../pkg/resolve.ts";
 import { type Repository, repositoriesOf, resolveSources, type SourcesConfig } from "../pkg/sources.ts";
 import { type Profile, whereIs } from "./profile.ts";
+import { UPDATE_UNITS } from "./update-files.ts";
 
 export interface ArchiveState {
   uri: string;
@@ -48,14 +49,28 @@ export const BASE_UNITS = [
   "berth-preload-images.service",
   "berth-check.service",
   "berth-ssh-keygen.service",
+  "berth-grow-state.service",
 
   "berth-docker-tcp.socket",
   "berth-docker-tcp.service",
+  ...UPDATE_UNITS,
 ];
 
 export function runtimePackages(p: Profile): string[] {
   return p.runtime === "docker" ? ["docker.io", "docker-cli"] : ["containerd"];
 }
+
+/**
+ * What A/B updates need in every image: veritysetup (the initramfs opens the root slot with it) and
+ * systemd-boot's tools for boot assessment (systemd-bless-boot).
+ */
+export const UPDATE_PACKAGES = ["cryptsetup-bin", "systemd-boot"];
+
+/**
+ * What Berth's own CLI in the image (berth-runtime.ts) needs besides the essential set: the Node.js
+ * binary links libstdc++.
+ */
+export const BERTH_RUNTIME_PACKAGES = ["libstdc++6"];
 
 function suitesOf(p: Profile): string[] {
   const s = [p.suite];
@@ -91,6 +106,8 @@ async function unitsOfDeb(archive: Archive, rec: PackageRecord): Promise<string[
 
 export interface PlanOptions {
   progress?: Progress;
+  /** The image carries Berth's CLI on Node.js (the default; the stock baseline does not). */
+  berthRuntime?: boolean;
 }
 
 export async function planBuild(profile: Profile, archive: Archive, o: PlanOptions = {}): Promise<BuildPlan> {
@@ -123,7 +140,15 @@ export async function planBuild(profile: Profile, archive: Archive, o: PlanOptio
     );
   if (problems.length) throw new UsageError(problems.join("; "));
 
-  const includes = [...new Set([...profile.packages, profile.kernel.package, ...runtimePackages(profile)])];
+  const includes = [
+    ...new Set([
+      ...profile.packages,
+      profile.kernel.package,
+      ...runtimePackages(profile),
+      ...UPDATE_PACKAGES,
+      ...(o.berthRuntime === false ? [] : BERTH_RUNTIME_PACKAGES),
+    ]),
+  ];
   // berth-base (built later) provides the initramfs tool the kernel asks for; it stands in the closure.
   const berthBase = index.recordFromStanza(
     { Package: "berth-base", Version: "0", Architecture: "all", Provides: "linux-initramfs-tool" },

@@ -2,10 +2,11 @@
 // Schema); errors are reported with the file, line and key they come from, before anything is fetched.
 
 import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import Type, { type Static } from "typebox";
 import Value from "typebox/value";
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
-import { UsageError } from "../cli/errors.ts";
+import { UsageError } from "../common/errors.ts";
 
 const PackageName = Type.String({ pattern: "^[a-z0-9][a-z0-9+.-]+$" });
 const UnitName = Type.String({
@@ -64,6 +65,10 @@ export const ProfileSchema = Type.Object(
           installTimeOnly: Type.Optional(Type.Array(PackageName)),
           /** Extra dpkg path-exclude patterns, as paths inside packages. */
           paths: Type.Optional(Type.Array(Type.String({ pattern: "^/" }))),
+          /** The AppArmor profiles of /etc/apparmor.d to keep (the rest are left out); absent: all. */
+          apparmorProfiles: Type.Optional(
+            Type.Array(Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]*$" })),
+          ),
         },
         { additionalProperties: false },
       ),
@@ -98,6 +103,47 @@ export const ProfileSchema = Type.Object(
     hostname: Type.Optional(Type.String({ pattern: "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$" })),
     network: Type.Optional(
       Type.Object({ dhcp: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+    ),
+    /** A/B updates from a signed repository (docs/update.md): its address and trust, health, migrations. */
+    update: Type.Optional(
+      Type.Object(
+        {
+          repository: Type.Optional(Type.String({ pattern: "^(https?|file)://" })),
+          /** The repository's initial root.json, relative to the profile's directory. */
+          root: Type.Optional(Type.String({ minLength: 1 })),
+          /** Boots a new release gets before the node falls back (systemd-boot boot counting). */
+          tries: Type.Optional(Type.Integer({ minimum: 1, maximum: 9 })),
+          health: Type.Optional(
+            Type.Object(
+              {
+                /** Units that must not have failed, besides the runtime, SSH and Berth's own. */
+                units: Type.Optional(Type.Array(UnitName)),
+                /** Shell commands that must exit 0. */
+                commands: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+              },
+              { additionalProperties: false },
+            ),
+          ),
+          /** Changes to the /etc upper layer: run forward at the first boot of this release, back on rollback. */
+          migrations: Type.Optional(
+            Type.Array(
+              Type.Object(
+                {
+                  id: Type.String({ pattern: "^[a-z0-9][a-z0-9._-]{0,63}$" }),
+                  up: Type.String({ minLength: 1 }),
+                  down: Type.String({ minLength: 1 }),
+                },
+                { additionalProperties: false },
+              ),
+            ),
+          ),
+          /** Container images this release pins: repository image targets by manifest digest. */
+          images: Type.Optional(Type.Array(Type.String({ pattern: "^sha256:[0-9a-f]{64}$" }))),
+          /** The oldest release this one may be applied on (older nodes go through that one first). */
+          minimumFrom: Type.Optional(Type.String({ pattern: "^[0-9]{4}\\.[0-9]{1,2}\\.[0-9]+$" })),
+        },
+        { additionalProperties: false },
+      ),
     ),
     image: Type.Optional(
       Type.Object(
@@ -141,6 +187,8 @@ export interface Profile {
     packageManager: boolean;
     installTimeOnly: string[];
     paths: string[];
+    /** AppArmor profiles kept in /etc/apparmor.d, or undefined for every one the packages ship. */
+    apparmorProfiles?: string[];
   };
   services: { enable: string[]; disable: string[]; mask: string[] };
   sysctls: Record<string, string>;
@@ -154,10 +202,22 @@ export interface Profile {
   hostname: string;
   network: { dhcp: boolean };
   image: { compression: "xz" | "zstd" | "gzip"; stateSize: string };
+  update: UpdateSettings;
   /** Where the profile came from, for messages. */
   source: string;
   /** Line of each top-level list item, for messages about packages and services found later. */
   lines: Map<string, number>;
+}
+
+export interface UpdateSettings {
+  repository?: string;
+  /** Absolute path of the trusted root.json. */
+  root?: string;
+  tries: number;
+  health: { units: string[]; commands: string[] };
+  migrations: { id: string; up: string; down: string }[];
+  images: string[];
+  minimumFrom?: string;
 }
 
 function lineOf(lc: LineCounter, node: Node | undefined | null): number | undefined {
@@ -274,6 +334,7 @@ export function parseProfile(text: string, source = "profile"): Profile {
   note("/services/disable", r.services?.disable);
   note("/services/mask", r.services?.mask);
   note("/cut/installTimeOnly", r.cut?.installTimeOnly);
+  note("/cut/apparmorProfiles", r.cut?.apparmorProfiles);
   const kernelLine = lineOf(lc, nodeAt(doc.contents, "/kernel/package"));
   if (kernelLine) lines.set("/kernel/package", kernelLine);
 
@@ -288,6 +349,11 @@ export function parseProfile(text: string, source = "profile"): Profile {
   for (const u of users) {
     if (seen.has(u.name)) throw new UsageError(`${source}: user "${u.name}" is declared twice`);
     seen.add(u.name);
+  }
+  const migrationIds = new Set<string>();
+  for (const m of r.update?.migrations ?? []) {
+    if (migrationIds.has(m.id)) throw new UsageError(`${source}: migration "${m.id}" is declared twice`);
+    migrationIds.add(m.id);
   }
   return {
     name: r.name,
@@ -316,6 +382,7 @@ export function parseProfile(text: string, source = "profile"): Profile {
       packageManager: r.cut?.packageManager ?? true,
       installTimeOnly: r.cut?.installTimeOnly ?? [],
       paths: r.cut?.paths ?? [],
+      apparmorProfiles: r.cut?.apparmorProfiles,
     },
     services: {
       enable: r.services?.enable ?? [],
@@ -327,6 +394,15 @@ export function parseProfile(text: string, source = "profile"): Profile {
     hostname: r.hostname ?? "berth",
     network: { dhcp: r.network?.dhcp ?? true },
     image: { compression: r.image?.compression ?? "xz", stateSize: r.image?.stateSize ?? "2G" },
+    update: {
+      repository: r.update?.repository,
+      root: r.update?.root === undefined ? undefined : resolve(dirname(source), r.update.root),
+      tries: r.update?.tries ?? 3,
+      health: { units: r.update?.health?.units ?? [], commands: r.update?.health?.commands ?? [] },
+      migrations: r.update?.migrations ?? [],
+      images: r.update?.images ?? [],
+      minimumFrom: r.update?.minimumFrom,
+    },
     source,
     lines,
   };

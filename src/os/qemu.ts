@@ -9,7 +9,7 @@ import { copyFile, mkdtemp, readFile, rm } from "node:fs/promises";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { BerthError, UsageError } from "../cli/errors.ts";
+import { BerthError, UsageError } from "../common/errors.ts";
 import { runChecked } from "../common/exec.ts";
 
 export interface RunOptions {
@@ -32,6 +32,18 @@ export interface RunOptions {
   onLine?: (line: string) => void;
   /** Stops the VM (QMP quit) when aborted. */
   signal?: AbortSignal;
+  /** Let the guest reboot in the same VM (A/B updates) instead of QEMU exiting at a reboot. */
+  reboot?: boolean;
+  /** With check: the guest also reports where its boot went (systemd-analyze); direct boot only. */
+  analyze?: boolean;
+}
+
+/** Where a boot went, as systemd-analyze saw it inside the guest once a container had run. */
+export interface BootAnalysis {
+  /** `systemd-analyze critical-chain berth-check.service`: the chain to the self-test, slowest link first. */
+  criticalChain: string[];
+  /** `systemd-analyze blame`, the slowest units first. */
+  blame: string[];
 }
 
 export interface RunResult {
@@ -40,6 +52,8 @@ export interface RunResult {
   readySeconds?: number;
   /** Guest uptime the guest reported at readiness. */
   guestUptime?: number;
+  /** With analyze: the guest's own account of the boot. */
+  analysis?: BootAnalysis;
   reason?: string;
   serialLog: string;
 }
@@ -79,6 +93,29 @@ export function freePort(): Promise<number> {
 
 const OVMF_CODE = ["/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"];
 const OVMF_VARS = ["/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd"];
+
+/** ssh's arguments for a command in a guest booted by `berth os run` (its SSH forwarded to the host's
+ * loopback): key only, no host-key prompts (every boot makes new host keys), quiet. */
+export function guestSshArgs(port: number, key: string, command: string, user = "berth"): string[] {
+  return [
+    "-i",
+    key,
+    "-p",
+    String(port),
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "ConnectTimeout=60",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "LogLevel=ERROR",
+    `${user}@127.0.0.1`,
+    command,
+  ];
+}
 
 /**
  * One vCPU under TCG: with several, QEMU 7.2's multi-threaded TCG now and then mishandles the kernel's
@@ -127,9 +164,13 @@ export function qemuArgs(
     "virtio-rng-pci,rng=rng0",
     "-qmp",
     `unix:${qmp},server=on,wait=off`,
-    "-no-reboot",
+    ...(o.reboot ? [] : ["-no-reboot"]),
   ];
-  const extra = [...(o.dockerPort ? ["berth.docker_tcp"] : []), ...(o.append ?? [])];
+  const extra = [
+    ...(o.dockerPort ? ["berth.docker_tcp"] : []),
+    ...(o.analyze ? ["berth.analyze"] : []),
+    ...(o.append ?? []),
+  ];
   if (o.firmware === "uefi") {
     const code = OVMF_CODE.find(existsSync);
     if (!code || !vars) throw new UsageError("UEFI boot needs OVMF (apt-get install ovmf)");
@@ -175,6 +216,8 @@ function qmpQuit(socket: string): Promise<void> {
 }
 
 const READY = /BERTH-CHECK: container ran uptime=([\d.]+)/;
+/** The guest's systemd-analyze output after the self-test line (berth.analyze; see base-package.ts). */
+const ANALYSIS = /BERTH-ANALYZE(-BLAME)?: (.*)$/;
 const FAILED = /BERTH-CHECK: FAILED: (.*)|Kernel panic - not syncing: (.*)|berth-initramfs: FATAL: (.*)/;
 
 export async function runImage(o: RunOptions): Promise<RunResult> {
@@ -223,6 +266,8 @@ export async function runImage(o: RunOptions): Promise<RunResult> {
     const result = await new Promise<RunResult>((res) => {
       let partial = "";
       let settled = false;
+      let ready: RunResult | undefined;
+      const analysis: BootAnalysis = { criticalChain: [], blame: [] };
       const finish = (r: RunResult) => {
         if (settled) return;
         settled = true;
@@ -246,13 +291,22 @@ export async function runImage(o: RunOptions): Promise<RunResult> {
           o.onLine?.(line);
           if (!o.check) continue;
           const ok = READY.exec(line);
-          if (ok)
-            finish({
+          if (ok) {
+            ready = {
               ok: true,
               readySeconds: (performance.now() - started) / 1000,
               guestUptime: Number(ok[1]),
               serialLog,
-            });
+            };
+            if (!o.analyze) finish(ready);
+            // The analysis follows the self-test line; a guest that never sends it still passed.
+            else setTimeout(() => finish(ready!), 180_000).unref();
+          }
+          const part = ANALYSIS.exec(line);
+          if (ready && o.analyze && part) {
+            if (part[2] === "end") finish({ ...ready, analysis });
+            else (part[1] ? analysis.blame : analysis.criticalChain).push(part[2]!.trimEnd());
+          }
           const bad = FAILED.exec(line);
           if (bad) finish({ ok: false, reason: (bad[1] ?? bad[2] ?? bad[3] ?? "").trim(), serialLog });
         }

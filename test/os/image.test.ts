@@ -6,12 +6,14 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { before, describe, test } from "node:test";
 import { sha256File } from "../../src/common/hash.ts";
+import { BERTH_VERSION } from "../../src/common/version.ts";
+import type { BootRecord } from "../../src/os/boot-record.ts";
 import type { Manifest } from "../../src/os/manifest.ts";
-import { startVm } from "../../src/os/qemu.ts";
+import { guestSshArgs, startVm } from "../../src/os/qemu.ts";
 import type { Report } from "../../src/os/report.ts";
 import { BERTH, berth, dbUpdate, ROOT, run, runSync, SHARED_DATA, tempDir } from "../helpers.ts";
 
@@ -19,6 +21,22 @@ const PROFILE = join(ROOT, "profiles/container-host.yaml");
 const CACHE = process.env.BERTH_CACHE || "/var/cache/berth";
 
 const readJson = <T>(p: string) => JSON.parse(readFileSync(p, "utf8")) as T;
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+/** The state partition of a disk image, as sfdisk reads the GPT. */
+function statePartition(disk: string): { start: number; sectors: number; bytes: number; lastLba: number } {
+  const r = runSync("sfdisk", ["-J", disk]);
+  assert.equal(r.code, 0, r.stderr);
+  const t = (
+    JSON.parse(r.stdout) as {
+      partitiontable: { lastlba: number; partitions: { start: number; size: number; name?: string }[] };
+    }
+  ).partitiontable;
+  const p = t.partitions.find((x) => x.name === "berth-state");
+  assert.ok(p, r.stdout);
+  return { start: p.start, sectors: p.size, bytes: p.size * 512, lastLba: t.lastlba };
+}
 
 function ssh(
   port: number,
@@ -26,26 +44,7 @@ function ssh(
   command: string,
   timeout = 120,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  return run("timeout", [
-    String(timeout),
-    "ssh",
-    "-i",
-    key,
-    "-p",
-    String(port),
-    "-o",
-    "StrictHostKeyChecking=no",
-    "-o",
-    "UserKnownHostsFile=/dev/null",
-    "-o",
-    "ConnectTimeout=60",
-    "-o",
-    "BatchMode=yes",
-    "-o",
-    "LogLevel=ERROR",
-    "berth@127.0.0.1",
-    command,
-  ]);
+  return run("timeout", [String(timeout), "ssh", ...guestSshArgs(port, key, command)]);
 }
 
 describe("Berth OS image", () => {
@@ -59,6 +58,9 @@ describe("Berth OS image", () => {
     const r = await berth(["os", "build", PROFILE, "--out", outA, "--ssh-key", `${key}.pub`]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /built container-host in/);
+    // No terminal here: one line per phase with its time (src/cli/progress.ts).
+    for (const phase of ["plan", "mmdebstrap", "customize", "initramfs", "squashfs", "disk"])
+      assert.match(r.stderr, new RegExp(`^\\[ *[\\d.]+s\\] ${phase}: [\\d.]+ s$`, "m"), r.stderr);
     manifest = readJson<Manifest>(join(outA, "manifest.json"));
   });
 
@@ -81,7 +83,7 @@ describe("Berth OS image", () => {
     );
   });
 
-  test("the report: at most 100 packages and 100 MB compressed, the baseline beside it", () => {
+  test("the report: at most 112 packages and 150 MB compressed, the baseline beside it", () => {
     const r = readJson<Report>(join(outA, "report.json"));
     for (const side of [r.image, r.baseline!])
       for (const k of [
@@ -92,8 +94,12 @@ describe("Berth OS image", () => {
         "compressedBytes",
       ] as const)
         assert.ok(typeof side[k] === "number" && side[k] > 0, `${side.profile}.${k}`);
-    assert.ok(r.image.packages <= 100, `${r.image.packages} packages`);
-    assert.ok(r.image.compressedBytes <= 100_000_000, `${r.image.compressedBytes} bytes compressed`);
+    // The first wave's budget was 100 packages and 100 MB. A/B updates brought cryptsetup-bin and
+    // systemd-boot with their libraries (9 packages), Berth's CLI on Node.js 24 libstdc++6 and the
+    // runtime itself (about 110 MB uncompressed, counted in the report on a line of its own).
+    assert.ok(r.image.packages <= 112, `${r.image.packages} packages`);
+    // zstd rather than xz for boot speed adds about 10%.
+    assert.ok(r.image.compressedBytes <= 150_000_000, `${r.image.compressedBytes} bytes compressed`);
     assert.ok(r.baseline!.packages > 2 * r.image.packages, "the baseline is not a stock install");
     assert.ok(r.baseline!.compressedBytes > r.image.compressedBytes);
     assert.ok(r.baseline!.enabledServices > r.image.enabledServices);
@@ -134,10 +140,27 @@ describe("Berth OS image", () => {
     assert.equal(manifest.compressedBytes, readFileSync(join(outA, "root.squashfs")).length);
   });
 
-  test("berth os run --check: the image boots and runs a container", async () => {
-    const r = await berth(["os", "run", outA, "--check", "--timeout", "400"]);
+  test("berth os run --check --analyze: the image boots, runs a container, and says where the boot went", async (t) => {
+    const r = await berth(["os", "run", outA, "--check", "--analyze", "--timeout", "400"]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^container ran: boot-to-ready [\d.]+ s/m);
+    // systemd-analyze inside the guest: the chain to the self-test runs through the Docker daemon.
+    const boot = readJson<BootRecord>(join(outA, "boot.json"));
+    t.diagnostic(
+      `boot to a container: ${boot.readySeconds} s; critical chain:\n${boot.analysis?.criticalChain.join("\n")}`,
+    );
+    t.diagnostic(`slowest units:\n${boot.analysis?.blame.slice(0, 10).join("\n")}`);
+    const chain = boot.analysis!.criticalChain.join("\n");
+    for (const unit of ["berth-check.service", "docker.service"])
+      assert.match(chain, new RegExp(unit), chain);
+    assert.ok(
+      boot.analysis!.blame.some((l) => /^\s*[\d.]+(ms|s|min) \S+$/.test(l)),
+      boot.analysis!.blame.join("\n"),
+    );
+    // The report shows it.
+    const report = await berth(["os", "report", outA]);
+    assert.equal(report.code, 0, report.stderr);
+    assert.match(report.stdout, /## Boot to a running container[\s\S]*berth-check\.service/);
   });
 
   test("the disk boots through UEFI firmware and systemd-boot too", async () => {
@@ -145,13 +168,44 @@ describe("Berth OS image", () => {
     assert.equal(r.code, 0, r.stderr);
   });
 
-  test("over SSH with the key: Docker runs containers, per-container sysctls, read-only root, services as computed", async () => {
-    const vm = await startVm({ image: outA });
+  test("on a disk enlarged with qemu-img resize, the state partition and its file system grow to fill it; over SSH with the key: Docker runs containers, per-container sysctls, read-only root, services as computed", async () => {
+    // A copy of the image whose disk is 3 GiB larger than built, booted read-write.
+    const grown = join(dir, "grown");
+    mkdirSync(grown);
+    for (const f of ["vmlinuz", "initrd.img", "cmdline"]) copyFileSync(join(outA, f), join(grown, f));
+    const disk = join(grown, "disk.img");
+    assert.equal(runSync("cp", ["--sparse=always", join(outA, "disk.img"), disk]).code, 0);
+    const built = statePartition(disk);
+    assert.equal(runSync("qemu-img", ["resize", "-q", "-f", "raw", disk, "+3G"]).code, 0);
+    // sfdisk --verify exits 0 either way; it says what is wrong.
+    const moved = runSync("sfdisk", ["--verify", disk]);
+    assert.match(
+      moved.stdout + moved.stderr,
+      /backup GPT table is not on the end/,
+      "the backup GPT is not at the end yet",
+    );
+    const vm = await startVm({ image: grown, persist: true });
     try {
       // Connect only once the guest is up (see startVm): the boot self-test line comes after sshd starts.
       await vm.waitForLine(/BERTH-CHECK: container ran/, 600_000);
       const up = await ssh(vm.sshPort, key, "true");
       assert.equal(up.code, 0, `no SSH login: ${up.stderr}`);
+      const grow = await ssh(
+        vm.sshPort,
+        key,
+        "part=$(findmnt -no SOURCE /var); lsblk -bdno SIZE $part; stat -f -c '%b %S' /var; test -e /var/.berth-grow-fs && echo flag-left; sudo systemctl show -p Result -p ExecMainStatus -p ExecMainStartTimestampMonotonic berth-grow-state.service",
+      );
+      const [partBytes, fsStat] = grow.stdout.trim().split("\n");
+      assert.ok(
+        Number(partBytes) >= built.bytes + 3 * GiB - 2 * MiB,
+        `partition ${partBytes} bytes: ${grow.stdout}`,
+      );
+      const [blocks, blockSize] = fsStat!.split(" ").map(Number);
+      assert.ok(blocks! * blockSize! > built.bytes + 2.5 * GiB, `file system: ${fsStat} (statfs)`);
+      assert.doesNotMatch(grow.stdout, /flag-left/);
+      assert.match(grow.stdout, /^Result=success$/m);
+      assert.match(grow.stdout, /^ExecMainStatus=0$/m);
+      assert.doesNotMatch(grow.stdout, /^ExecMainStartTimestampMonotonic=0$/m, "berth-grow-state never ran");
       const state = await ssh(
         vm.sshPort,
         key,
@@ -180,6 +234,14 @@ describe("Berth OS image", () => {
       assert.match(ro.stdout, /^squashfs ro,/m);
       assert.match(ro.stdout, /var-ok/);
       assert.match(ro.stdout, /^overlay$/m);
+      // Berth's own CLI runs on the image's Node.js (its shared libraries are in the image).
+      const cli = await ssh(vm.sshPort, key, "berth --version && sudo berth update status --json");
+      assert.equal(cli.code, 0, cli.stderr);
+      assert.equal(cli.stdout.split("\n")[0], BERTH_VERSION);
+      assert.equal(
+        (JSON.parse(cli.stdout.slice(cli.stdout.indexOf("{"))) as { booted: { slot: string } }).booted.slot,
+        "a",
+      );
       const password = await run("ssh", [
         "-p",
         String(vm.sshPort),
@@ -221,6 +283,26 @@ describe("Berth OS image", () => {
     } finally {
       await vm.stop();
     }
+    // On the host, the disk as the guest left it: a valid GPT with its backup at the new end, the state
+    // partition reaching it, and an ext4 file system as large as the partition (sfdisk, dumpe2fs).
+    const verify = runSync("sfdisk", ["--verify", disk]);
+    assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+    assert.doesNotMatch(
+      verify.stdout + verify.stderr,
+      /\d+ errors? detected|not on the end|mismatch/i,
+      verify.stdout + verify.stderr,
+    );
+    const after = statePartition(disk);
+    assert.equal(after.start, built.start);
+    assert.ok(after.lastLba - (after.start + after.sectors - 1) < 2048, JSON.stringify(after));
+    const fs = runSync("dumpe2fs", ["-h", `${disk}?offset=${after.start * 512}`]);
+    assert.equal(fs.code, 0, fs.stderr);
+    const count = Number(/^Block count:\s+(\d+)$/m.exec(fs.stdout)?.[1]);
+    const size = Number(/^Block size:\s+(\d+)$/m.exec(fs.stdout)?.[1]);
+    assert.ok(
+      count * size <= after.bytes && count * size > after.bytes - MiB,
+      `${count} x ${size} in ${after.bytes}`,
+    );
   });
 
   test("an interrupted build leaves nothing behind; the next build gives the same root image digest", async () => {
@@ -250,34 +332,38 @@ describe("Berth OS image", () => {
     assert.equal(readFileSync("/proc/self/mountinfo", "utf8").includes(workDir), false, "mounts left");
     assert.equal(runSync("pgrep", ["-f", `mmdebstrap.*${workDir}`]).code, 1, "mmdebstrap still running");
 
-    // Rebuild the same profile with the same key: same archive state, same root image.
-    for (let attempt = 0; attempt < 2; attempt++) {
+    // Rebuild the same profile with the same key: same archive state, same root image. The live mirror
+    // moves on a few times a day, and once it has moved it does not move back: when the rebuild saw a
+    // newer state than the first build, a second rebuild is compared with that one instead.
+    const digest = (m: Manifest, file: string) => m.artifacts.find((a) => a.file === file)!.sha256;
+    let reference = manifest;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const out = join(dir, `c${attempt}`);
       const r = await berth([
         "os",
         "build",
         PROFILE,
         "--out",
-        outC,
+        out,
         "--ssh-key",
         `${key}.pub`,
         "--no-baseline",
       ]);
       assert.equal(r.code, 0, r.stderr);
-      const again = readJson<Manifest>(join(outC, "manifest.json"));
-      if (JSON.stringify(again.archive) !== JSON.stringify(manifest.archive)) continue; // the mirror moved on; try once more
-      const digest = (m: Manifest) => m.artifacts.find((a) => a.file === "root.squashfs")!.sha256;
+      const again = readJson<Manifest>(join(out, "manifest.json"));
+      if (JSON.stringify(again.archive) !== JSON.stringify(reference.archive)) {
+        reference = again;
+        continue;
+      }
       assert.equal(
-        digest(again),
-        digest(manifest),
+        digest(again, "root.squashfs"),
+        digest(reference, "root.squashfs"),
         "root image digest differs between two builds of the same archive state",
       );
-      assert.equal(
-        again.artifacts.find((a) => a.file === "initrd.img")!.sha256,
-        manifest.artifacts.find((a) => a.file === "initrd.img")!.sha256,
-      );
+      assert.equal(digest(again, "initrd.img"), digest(reference, "initrd.img"));
       return;
     }
-    assert.fail("the archive changed under both rebuilds");
+    assert.fail("the archive changed between every pair of builds");
   });
 
   test("berth scan reads the image's own database and its kernel package", async () => {

@@ -2,10 +2,11 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { before, describe, test } from "node:test";
-import { cgroupLayout, checkConfig, parseKernelConfig } from "../../src/os/kernel-check.ts";
+import { cgroupLayout, checkConfig } from "../../src/os/kernel-check.ts";
 import { Archive } from "../../src/pkg/archive.ts";
 import { readDebFile } from "../../src/pkg/deb.ts";
 import { repositoriesOf, resolveSources } from "../../src/pkg/sources.ts";
+import { parseKernelConfig } from "../../src/system/kernel-config.ts";
 import { berth, tempDir } from "../helpers.ts";
 
 describe("kernel check", () => {
