@@ -1,7 +1,7 @@
 // The tiny image baked into every Berth OS image for the readiness check: busybox from Debian's
 // busybox-static package, as a single layer, running as nobody.
 
-import { BerthError } from "../cli/errors.ts";
+import { BerthError } from "../common/errors.ts";
 import { readDebFile } from "../pkg/deb.ts";
 import { type BuiltImage, buildImageArchive, buildLayer, type LayerEntry } from "./oci.ts";
 
