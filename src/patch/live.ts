@@ -7,7 +7,7 @@
 // v2 -> v3 and back keeps working on the process's one set of state.
 
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, openSync, readFileSync, readSync, realpathSync, writeSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, realpathSync, writeSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { cacheRoot } from "../common/cache.ts";
@@ -35,7 +35,7 @@ import {
   writeProcessJournal,
 } from "./journal.ts";
 import { loadLibrary } from "./library.ts";
-import { hex, inOtherRoot, libraryMappings, type Mapping, mappedFile, readMaps } from "./proc.ts";
+import { hex, inOtherRoot, libraryMappings, type Mapping, mappedFile, readMaps, readMemory } from "./proc.ts";
 import { buildRecipe, type PatchRecipe, RECIPE_VERSION, type Redirect } from "./recipe.ts";
 import { jumpSlotsFor, loadedModules, resolveSymbol } from "./symbols.ts";
 import { ProcessUnwinder } from "./unwind.ts";
@@ -239,18 +239,6 @@ function writeMemory(pid: number, writes: { addr: bigint; bytes: Buffer }[]): vo
     for (const w of writes)
       if (writeSync(fd, w.bytes, 0, w.bytes.length, Number(w.addr)) !== w.bytes.length)
         throw new BerthError(`cannot write process ${pid}'s memory at ${hex(w.addr)}`);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function readMemory(pid: number, addr: bigint, len: number): Buffer {
-  const fd = openSync(`/proc/${pid}/mem`, "r");
-  try {
-    const b = Buffer.alloc(len);
-    if (readSync(fd, b, 0, len, addr) !== len)
-      throw new BerthError(`cannot read process ${pid} at ${hex(addr)}`);
-    return b;
   } finally {
     closeSync(fd);
   }

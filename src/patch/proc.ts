@@ -2,8 +2,9 @@
 // and the file behind a mapping (through map_files, so a library inside a container or one deleted on
 // disk is read exactly as mapped).
 
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync } from "node:fs";
 import { basename } from "node:path";
+import { BerthError } from "../common/errors.ts";
 
 export interface Mapping {
   start: bigint;
@@ -35,6 +36,26 @@ export function parseMaps(text: string): Mapping[] {
 
 export function readMaps(pid: number): Mapping[] {
   return parseMaps(readFileSync(`/proc/${pid}/maps`, "utf8"));
+}
+
+/** `len` bytes of a process's memory at `addr`, through /proc/PID/mem (needs ptrace access). */
+export function readMemory(pid: number, addr: bigint, len: number): Buffer {
+  const fd = openSync(`/proc/${pid}/mem`, "r");
+  try {
+    const b = Buffer.alloc(len);
+    if (readSync(fd, b, 0, len, addr) !== len)
+      throw new BerthError(`cannot read process ${pid} at ${hex(addr)}`);
+    return b;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The bytes of a library's executable mapping in a process, as they are now. */
+export function mappedCode(pid: number, path: string): Buffer {
+  const m = readMaps(pid).find((x) => x.path === path && x.perms.includes("x"));
+  if (!m) throw new BerthError(`process ${pid} has no executable mapping of ${path}`);
+  return readMemory(pid, m.start, Number(m.end - m.start));
 }
 
 /** Whether a mapped path is the library the user named (a path, or a file name or its prefix). */

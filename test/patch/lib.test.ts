@@ -8,12 +8,12 @@
 
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, copyFileSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { PtraceHelper } from "../../src/patch/helper.ts";
 import { applyPatch, planProcess, rollbackPatch } from "../../src/patch/live.ts";
-import { readMaps } from "../../src/patch/proc.ts";
+import { mappedCode, readMaps } from "../../src/patch/proc.ts";
 import { berth, isOneLineError, ROOT, run, runSync, tempDir } from "../helpers.ts";
 
 const FIXTURES = join(ROOT, "test/fixtures/patch");
@@ -168,20 +168,7 @@ describe("berth patch lib", () => {
   const rollback = (pid: number) => ok(() => rollbackPatch(h, pid, { stateDir: state }));
 
   /** The bytes of the library's code in the process, through /proc/PID/mem. */
-  const text = (pid: number, path: string) => {
-    const m = readFileSync(`/proc/${pid}/maps`, "utf8")
-      .split("\n")
-      .find((l) => l.endsWith(path) && l.includes("r-xp"))!;
-    const [a, b] = m
-      .split(" ")[0]!
-      .split("-")
-      .map((x) => BigInt(`0x${x}`));
-    const fd = openSync(`/proc/${pid}/mem`, "r");
-    const buf = Buffer.alloc(Number(b! - a!));
-    readSync(fd, buf, 0, buf.length, a!);
-    closeSync(fd);
-    return buf.toString("hex");
-  };
+  const text = (pid: number, path: string) => mappedCode(pid, path).toString("hex");
   /** Mappings of patch images (the new builds staged under the state directory). */
   const images = (pid: number) => readMaps(pid).filter((m) => m.path.includes(`${state}/libs/`));
   /** The executable ones, by the permissions field (the patcher's own maps parser): searching the whole

@@ -7,9 +7,10 @@
 
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync, readSync, realpathSync, writeFileSync } from "node:fs";
+import { openSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { after, describe, test } from "node:test";
+import { mappedCode } from "../../src/patch/proc.ts";
 import { compareVersions } from "../../src/pkg/version.ts";
 import { berth, isOneLineError, ROOT, runSync, tempDir } from "../helpers.ts";
 import { archiveBuilds, libIn } from "./debian.ts";
@@ -65,20 +66,7 @@ describe("live upgrades of expat and libxml2", () => {
     assert.equal(t.child.exitCode, null, "the process exited");
     assert.equal(t.child.signalCode, null, "a signal killed the process");
   }
-  const codeBytes = (pid: number, path: string) => {
-    const l = readFileSync(`/proc/${pid}/maps`, "utf8")
-      .split("\n")
-      .find((x) => x.endsWith(path) && x.includes("r-xp"))!;
-    const [a, b] = l
-      .split(" ")[0]!
-      .split("-")
-      .map((x) => BigInt(`0x${x}`));
-    const buf = Buffer.alloc(Number(b! - a!));
-    const fd = openSync(`/proc/${pid}/mem`, "r");
-    readSync(fd, buf, 0, buf.length, a!);
-    closeSync(fd);
-    return buf;
-  };
+  const codeBytes = mappedCode;
   const plan = async (newLib: string, pid: number) => {
     const r = await berth([
       "patch",
