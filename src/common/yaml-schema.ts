@@ -77,12 +77,17 @@ function schemaAt(schema: TSchema, pointer: string): unknown {
   return s;
 }
 
-/** Parses YAML text and checks it against `schema`; the first problem becomes a one-line UsageError. */
+/**
+ * Parses YAML text and checks it against `schema`; the first problem becomes a one-line UsageError.
+ * `what` is the document in "… is a YAML mapping"; `root` names it in a problem with the document as a
+ * whole (a missing required key), where a profile says "profile:" rather than "a profile:".
+ */
 export function parseYamlChecked<T>(
   schema: TSchema,
   text: string,
   source: string,
   what: string,
+  root = what,
 ): CheckedYaml<T> {
   const lc = new LineCounter();
   const doc: Document = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
@@ -115,7 +120,7 @@ export function parseYamlChecked<T>(
       (a, b) => b.instancePath.split("/").length - a.instancePath.split("/").length,
     )[0]!;
     const line = lineOf(lc, nodeAt(doc.contents, e.instancePath));
-    const where = e.instancePath ? e.instancePath.slice(1).replace(/\//g, ".") : what;
+    const where = e.instancePath ? e.instancePath.slice(1).replace(/\//g, ".") : root;
     const anyOf = (schemaAt(schema, e.instancePath) as { anyOf?: { const?: unknown }[] } | undefined)?.anyOf;
     const message = anyOf?.every((a) => a.const !== undefined)
       ? `must be one of: ${anyOf.map((a) => String(a.const)).join(", ")}`

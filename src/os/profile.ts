@@ -4,9 +4,8 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import Type, { type Static } from "typebox";
-import Value from "typebox/value";
-import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
 import { UsageError } from "../common/errors.ts";
+import { parseYamlChecked } from "../common/yaml-schema.ts";
 
 const PackageName = Type.String({ pattern: "^[a-z0-9][a-z0-9+.-]+$" });
 const UnitName = Type.String({
@@ -220,113 +219,14 @@ export interface UpdateSettings {
   minimumFrom?: string;
 }
 
-function lineOf(lc: LineCounter, node: Node | undefined | null): number | undefined {
-  const start = node?.range?.[0];
-  return start === undefined ? undefined : lc.linePos(start).line;
-}
-
-/** The YAML node at a JSON-pointer path; for an unknown key, the key's own node. */
-function nodeAt(root: Node | null, pointer: string, keyNode = false): Node | undefined {
-  const parts = pointer
-    .split("/")
-    .slice(1)
-    .map((p) => p.replace(/~1/g, "/").replace(/~0/g, "~"));
-  let node: Node | null | undefined = root;
-  for (let i = 0; i < parts.length; i++) {
-    const part = parts[i]!;
-    if (isMap(node)) {
-      const pair = node.items.find((it) => isScalar(it.key) && String(it.key.value) === part);
-      if (!pair) return node;
-      if (keyNode && i === parts.length - 1) return pair.key as Node;
-      node = pair.value as Node | null;
-    } else if (isSeq(node)) {
-      node = node.items[Number(part)] as Node | undefined;
-    } else return node ?? undefined;
-  }
-  return node ?? undefined;
-}
-
-function suggest(name: string, options: string[]): string {
-  const dist = (a: string, b: string) => {
-    const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
-    for (let j = 1; j <= b.length; j++) d[0]![j] = j;
-    for (let i = 1; i <= a.length; i++)
-      for (let j = 1; j <= b.length; j++)
-        d[i]![j] = Math.min(
-          d[i - 1]![j]! + 1,
-          d[i]![j - 1]! + 1,
-          d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
-        );
-    return d[a.length]![b.length]!;
-  };
-  const best = options.map((o) => [o, dist(name, o)] as const).sort((x, y) => x[1] - y[1])[0];
-  return best && best[1] <= 3 ? ` (did you mean "${best[0]}"?)` : "";
-}
-
-/** The sub-schema at a JSON-pointer path of a profile value. */
-function schemaAt(pointer: string): unknown {
-  let schema: unknown = ProfileSchema;
-  for (const part of pointer.split("/").slice(1)) {
-    const s = schema as { properties?: Record<string, unknown>; items?: unknown; anyOf?: unknown[] };
-    if (s.properties?.[part]) schema = s.properties[part];
-    else if (s.items) schema = s.items;
-    else return undefined;
-  }
-  return schema;
-}
-
-function keysAllowedAt(pointer: string): string[] {
-  return Object.keys(
-    (schemaAt(pointer) as { properties?: Record<string, unknown> } | undefined)?.properties ?? {},
-  );
-}
-
-/** For a union of literals, the literals; else undefined. */
-function choicesAt(pointer: string): string[] | undefined {
-  const anyOf = (schemaAt(pointer) as { anyOf?: { const?: unknown }[] } | undefined)?.anyOf;
-  if (!anyOf?.every((a) => a.const !== undefined)) return undefined;
-  return anyOf.map((a) => String(a.const));
-}
-
 /** Parses and validates a profile's text. Every problem becomes one UsageError naming file, line and key. */
 export function parseProfile(text: string, source = "profile"): Profile {
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length) {
-    const e = doc.errors[0]!;
-    const line = lc.linePos(e.pos[0]).line;
-    throw new UsageError(`${source}:${line}: ${e.message.split("\n")[0]}`);
-  }
-  const raw = doc.toJS() as unknown;
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw))
-    throw new UsageError(`${source}: a profile is a YAML mapping`);
-  const errors = [...Value.Errors(ProfileSchema, raw)];
-  // Report the most specific error: an unknown key, else the first one at the deepest path.
-  const unknown = errors.find((e) => e.message === "schema is false");
-  if (unknown) {
-    const path = unknown.instancePath;
-    const key = path.split("/").pop()!;
-    const parent = path.slice(0, path.lastIndexOf("/"));
-    const line = lineOf(lc, nodeAt(doc.contents, path, true));
-    throw new UsageError(
-      `${source}:${line ?? "?"}: unknown key "${key}"${parent ? ` under "${parent.slice(1).replace(/\//g, ".")}"` : ""}${suggest(key, keysAllowedAt(parent))}`,
-    );
-  }
-  if (errors.length) {
-    const e = [...errors].sort(
-      (a, b) => b.instancePath.split("/").length - a.instancePath.split("/").length,
-    )[0]!;
-    const line = lineOf(lc, nodeAt(doc.contents, e.instancePath));
-    const where = e.instancePath ? e.instancePath.slice(1).replace(/\//g, ".") : "profile";
-    const choices = choicesAt(e.instancePath);
-    const message = choices ? `must be one of: ${choices.join(", ")}` : e.message;
-    throw new UsageError(`${source}:${line ?? "?"}: ${where}: ${message}`);
-  }
-  const r = raw as RawProfile;
+  const y = parseYamlChecked<RawProfile>(ProfileSchema, text, source, "a profile", "profile");
+  const r = y.value;
   const lines = new Map<string, number>();
   const note = (path: string, items: unknown[] | undefined) =>
     items?.forEach((_, i) => {
-      const l = lineOf(lc, nodeAt(doc.contents, `${path}/${i}`));
+      const l = y.lineAt(`${path}/${i}`);
       if (l) lines.set(`${path}/${i}`, l);
     });
   note("/packages", r.packages);
@@ -335,7 +235,7 @@ export function parseProfile(text: string, source = "profile"): Profile {
   note("/services/mask", r.services?.mask);
   note("/cut/installTimeOnly", r.cut?.installTimeOnly);
   note("/cut/apparmorProfiles", r.cut?.apparmorProfiles);
-  const kernelLine = lineOf(lc, nodeAt(doc.contents, "/kernel/package"));
+  const kernelLine = y.lineAt("/kernel/package");
   if (kernelLine) lines.set("/kernel/package", kernelLine);
 
   const users = (r.users ?? []).map((u, i) => ({
