@@ -104,23 +104,9 @@ export function isOneLineError(stderr: string): boolean {
   return lines.length === 1 && lines[0]!.startsWith("berth: ") && !/\n\s+at /.test(stderr);
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight, keeping order. */
-export async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T, i: number) => Promise<R>,
-): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
+// The source's own bounded-concurrency helper, re-exported so the tests that drive many nodes import it
+// from here with the rest.
+export { mapLimit } from "../src/common/map-limit.ts";
 
 /**
  * The directory where expensive fixtures live for one run of the suite: scripts/test.ts makes it
