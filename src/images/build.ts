@@ -17,6 +17,7 @@ import { mapLimit } from "../common/map-limit.ts";
 import { type Progress, silentProgress } from "../common/progress.ts";
 import type { AdvisoryDb } from "../db/database.ts";
 import type { Archive } from "../pkg/archive.ts";
+import type { ArchiveState } from "../pkg/archive-state.ts";
 import { readDebFile } from "../pkg/deb.ts";
 import { whyChain } from "../pkg/resolve.ts";
 import { parseStatusText } from "../pkg/status.ts";
@@ -28,13 +29,7 @@ import { applyEffects, shellsIn, statusFile } from "./effects.ts";
 import { type CveSummary, judge, scanInventory } from "./gate.ts";
 import { combine, licensesOfCopyright } from "./licenses.ts";
 import { archiveOf, composeImage, type ImageConfig, writeLayout } from "./oci.ts";
-import {
-  type ArchiveState,
-  type ArchiveView,
-  checkShippedPaths,
-  type DroppedPackage,
-  planImage,
-} from "./plan.ts";
+import { type ArchiveView, checkShippedPaths, type DroppedPackage, planImage } from "./plan.ts";
 import { type SbomFile, type SbomPackage, toCycloneDxImage, toSpdxImage } from "./sbom.ts";
 import { FileTree, globToRegExp, readDebEntries, relPath, treeToTar } from "./tree.ts";
 

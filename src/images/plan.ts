@@ -13,20 +13,11 @@ import { BerthError, UsageError } from "../common/errors.ts";
 import { writeFileAtomic } from "../common/fsutil.ts";
 import { sha256Hex } from "../common/hash.ts";
 import type { Archive, VerifiedRelease } from "../pkg/archive.ts";
+import { type ArchiveState, archiveStateOf } from "../pkg/archive-state.ts";
 import type { PackageIndex, PackageRecord } from "../pkg/index.ts";
 import { type Resolution, type ResolvedPackage, resolve } from "../pkg/resolve.ts";
 import { type Repository, repositoriesOf, resolveSources, type SourcesConfig } from "../pkg/sources.ts";
 import type { ImageDefinition } from "./definition.ts";
-
-export interface ArchiveState {
-  uri: string;
-  suite: string;
-  codename?: string;
-  version?: string;
-  date?: string;
-  /** Digest of the verified Release's file list: equal digests mean the same archive state. */
-  releaseSha256: string;
-}
 
 /** A loaded archive view (indexes of some suites), shared by every image of one command. */
 export interface ArchiveView {
@@ -155,14 +146,7 @@ export function planImage(def: ImageDefinition, view: ArchiveView): ImagePlan {
     packages,
     dropped,
     sourceDateEpoch,
-    archive: view.releases.map((vr) => ({
-      uri: vr.repo.uri,
-      suite: vr.repo.suite,
-      codename: vr.release.codename,
-      version: vr.release.version,
-      date: vr.release.date?.toISOString(),
-      releaseSha256: sha256Hex(JSON.stringify([...vr.release.files.values()])),
-    })),
+    archive: view.releases.map(archiveStateOf),
     notes,
   };
 }

@@ -3,9 +3,9 @@
 
 import { lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
+import type { ArchiveState } from "../pkg/archive-state.ts";
 import { readRootPackages } from "../pkg/status.ts";
 import { UnitTree } from "../system/units.ts";
-import type { ArchiveState } from "./plan.ts";
 
 export interface ManifestPackage {
   name: string;

@@ -6,9 +6,9 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BerthError, UsageError } from "../common/errors.ts";
 import { writeFileAtomic } from "../common/fsutil.ts";
-import { sha256Hex } from "../common/hash.ts";
 import { type Progress, silentProgress } from "../common/progress.ts";
 import type { Archive, VerifiedRelease } from "../pkg/archive.ts";
+import { type ArchiveState, archiveStateOf } from "../pkg/archive-state.ts";
 import { unitIndex } from "../pkg/contents.ts";
 import { listDeb } from "../pkg/deb.ts";
 import type { PackageIndex, PackageRecord } from "../pkg/index.ts";
@@ -16,16 +16,6 @@ import { type Resolution, resolve } from "../pkg/resolve.ts";
 import { type Repository, repositoriesOf, resolveSources, type SourcesConfig } from "../pkg/sources.ts";
 import { type Profile, whereIs } from "./profile.ts";
 import { UPDATE_UNITS } from "./update-files.ts";
-
-export interface ArchiveState {
-  uri: string;
-  suite: string;
-  codename?: string;
-  version?: string;
-  date?: string;
-  /** Digest of the Release text Berth verified: two builds with equal digests saw the same archive. */
-  releaseSha256: string;
-}
 
 export interface BuildPlan {
   profile: Profile;
@@ -221,14 +211,7 @@ export async function planBuild(profile: Profile, archive: Archive, o: PlanOptio
     resolution,
     kernel,
     sourceDateEpoch,
-    archive: releases.map((vr) => ({
-      uri: vr.repo.uri,
-      suite: vr.repo.suite,
-      codename: vr.release.codename,
-      version: vr.release.version,
-      date: vr.release.date?.toISOString(),
-      releaseSha256: sha256Hex(JSON.stringify([...vr.release.files.values()])),
-    })),
+    archive: releases.map(archiveStateOf),
     notes,
   };
 }
