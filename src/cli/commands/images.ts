@@ -22,11 +22,12 @@ import { DEFAULT_SUITES, type ImageDefinition, readDefinition } from "../../imag
 import { summarizeFindings } from "../../images/gate.ts";
 import { viewOptionsOf } from "../../images/plan.ts";
 import { Archive } from "../../pkg/archive.ts";
-import { renderFindings, type ScanResult, summarize, toSarif } from "../../scan/formats.ts";
+import { renderFindings, type ScanResult, toSarif } from "../../scan/formats.ts";
 import { matchInventory } from "../../scan/match.ts";
 import { inventoryOf } from "../../scan/targets.ts";
 import { type CommandContext, contextOf, say } from "../context.ts";
 import { printJson } from "../output.ts";
+import { scanResultOf } from "../scan-result.ts";
 
 /** The repository's definitions and its root (for `repo:` paths). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -339,23 +340,7 @@ export function registerImagesCommands(program: Command): void {
         for (const r of records) {
           const inv = await inventoryOf(join(o.out, r.name, "oci"));
           inv.target = r.ref;
-          const findings = matchInventory(db, inv);
-          results.push({
-            target: r.ref,
-            kind: inv.kind,
-            os: inv.os,
-            kernels: inv.kernels,
-            packages: inv.packages.length,
-            layers: inv.layers,
-            findings,
-            summary: summarize(findings, inv.packages.length),
-            database: {
-              path: db.path,
-              sources: db
-                .sources()
-                .map(({ name, imported_at, records: n }) => ({ name, imported_at, records: n })),
-            },
-          });
+          results.push(scanResultOf(inv, matchInventory(db, inv), db));
         }
       } finally {
         db.close();

@@ -7,19 +7,13 @@ import { writeFileAtomic } from "../../common/fsutil.ts";
 import { BERTH_VERSION } from "../../common/version.ts";
 import { AdvisoryDb, defaultDbPath } from "../../db/database.ts";
 import { parseSeverity, type Severity, severityRank } from "../../db/severity.ts";
-import {
-  renderFindings,
-  type ScanResult,
-  summarize,
-  summaryLine,
-  toCycloneDx,
-  toSarif,
-} from "../../scan/formats.ts";
+import { renderFindings, summaryLine, toCycloneDx, toSarif } from "../../scan/formats.ts";
 import type { Inventory } from "../../scan/inventory.ts";
 import { upstreamVersion } from "../../scan/kernel-match.ts";
 import { type Finding, matchInventory } from "../../scan/match.ts";
 import { inventoryOf } from "../../scan/targets.ts";
 import { contextOf, say, warn } from "../context.ts";
+import { scanResultOf } from "../scan-result.ts";
 
 interface ScanFlags {
   format?: string;
@@ -74,20 +68,7 @@ async function emit(
 ): Promise<void> {
   const ctx = contextOf(cmd);
   const findings = filterFindings(all, o);
-  const result: ScanResult = {
-    target: inv.target,
-    kind: inv.kind,
-    os: inv.os,
-    kernels: inv.kernels,
-    packages: inv.packages.length,
-    layers: inv.layers,
-    findings,
-    summary: summarize(findings, inv.packages.length),
-    database: {
-      path: db.path,
-      sources: db.sources().map(({ name, imported_at, records }) => ({ name, imported_at, records })),
-    },
-  };
+  const result = scanResultOf(inv, findings, db);
   const format = o.json ? "json" : (o.format ?? "table");
   let text: string;
   switch (format) {
