@@ -80,25 +80,26 @@ describe("berth agent on this host", () => {
     await server?.kill();
   });
 
+  /** The arguments of `berth agent enroll` for agent `n`'s state directory, with the shared token. */
+  const enrollArgs = (n: number, ...extra: string[]) => [
+    "agent",
+    "enroll",
+    "--server",
+    server.url,
+    "--token",
+    enrollToken,
+    "--state-dir",
+    state(n),
+    ...extra,
+  ];
+
   const detail = async (id: string) =>
     JSON.parse(
       await ok(["fleet", "host", id, "--server", server.url, "--api-token", admin, "--json"]),
     ) as NodeDetail;
 
   test("the host enrols and reports; the server shows what scan, harden check, dpkg-query and docker say", async () => {
-    const enrolled = JSON.parse(
-      await ok([
-        "agent",
-        "enroll",
-        "--server",
-        server.url,
-        "--token",
-        enrollToken,
-        "--state-dir",
-        state(1),
-        "--json",
-      ]),
-    ) as { nodeId: string };
+    const enrolled = JSON.parse(await ok(enrollArgs(1, "--json"))) as { nodeId: string };
     hostId = enrolled.nodeId;
     const key = readFileSync(join(state(1), "node.key"), "utf8");
     assert.match(key, /BEGIN PRIVATE KEY/);
@@ -172,19 +173,7 @@ describe("berth agent on this host", () => {
   });
 
   test("several agents with their own state directories are several nodes", async () => {
-    for (const n of [2, 3, 4])
-      await ok([
-        "agent",
-        "enroll",
-        "--server",
-        server.url,
-        "--token",
-        enrollToken,
-        "--state-dir",
-        state(n),
-        "--hostname",
-        `fleet-test-${n}`,
-      ]);
+    for (const n of [2, 3, 4]) await ok(enrollArgs(n, "--hostname", `fleet-test-${n}`));
     await Promise.all(
       [2, 3, 4].map((n) => ok(["agent", "run", "--once", "--no-harden", "--state-dir", state(n)])),
     );
@@ -207,16 +196,7 @@ describe("berth agent on this host", () => {
     assert.ok(pkgs.every((p) => p === pkgs[0] && p > 100));
     assert.equal(hosts.nodes.find((n) => n.hostname === "fleet-test-2")?.harden, null);
     // Enrolling the same state directory again is refused without --force.
-    const again = await berth([
-      "agent",
-      "enroll",
-      "--server",
-      server.url,
-      "--token",
-      enrollToken,
-      "--state-dir",
-      state(2),
-    ]);
+    const again = await berth(enrollArgs(2));
     assert.equal(again.code, 1);
     assert.ok(isOneLineError(again.stderr), again.stderr);
   });

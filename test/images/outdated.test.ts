@@ -35,61 +35,31 @@ describe("outdated images and the security gate", () => {
       "-q",
     ]);
     assert.equal(b.code, 0, b.stderr);
-    const o = await berth([
-      "images",
-      "outdated",
-      "--out",
-      out,
-      "--suite",
-      SUITES,
-      "--db",
-      db,
-      "--json",
-      "-q",
-    ]);
-    assert.equal(o.code, 0, o.stderr);
-    const [img] = JSON.parse(o.stdout) as Outdated[];
+    // outdated and rebuild look at the same build against trixie and trixie-security.
+    const against = ["--out", out, "--suite", SUITES, "--db", db];
+    const outdated = async () => {
+      const o = await berth(["images", "outdated", ...against, "--json", "-q"]);
+      assert.equal(o.code, 0, o.stderr);
+      return JSON.parse(o.stdout) as Outdated[];
+    };
+    const record = () =>
+      JSON.parse(readFileSync(join(out, "memcached/build.json"), "utf8")) as {
+        manifestDigest: string;
+        packages: { name: string; version: string }[];
+      };
+    const [img] = await outdated();
     assert.equal(img!.name, "memcached");
     assert.ok(img!.packages.length > 0, "trixie-security has newer packages for this closure");
     assert.ok(img!.cves.length > 0, "their changelogs name CVEs");
     for (const p of img!.packages) assert.notEqual(p.installed, p.candidate);
-    const before = JSON.parse(readFileSync(join(out, "memcached/build.json"), "utf8")) as {
-      manifestDigest: string;
-    };
-    const rb = await berth([
-      "images",
-      "rebuild",
-      "--outdated",
-      "--out",
-      out,
-      "--suite",
-      SUITES,
-      "--db",
-      db,
-      "-q",
-    ]);
+    const before = record();
+    const rb = await berth(["images", "rebuild", "--outdated", ...against, "-q"]);
     assert.equal(rb.code, 0, rb.stderr);
-    const afterRecord = JSON.parse(readFileSync(join(out, "memcached/build.json"), "utf8")) as {
-      manifestDigest: string;
-      packages: { name: string; version: string }[];
-    };
+    const afterRecord = record();
     assert.notEqual(afterRecord.manifestDigest, before.manifestDigest);
     for (const p of img!.packages)
       assert.equal(afterRecord.packages.find((q) => q.name === p.name)?.version, p.candidate, p.name);
-    const again = await berth([
-      "images",
-      "outdated",
-      "--out",
-      out,
-      "--suite",
-      SUITES,
-      "--db",
-      db,
-      "--json",
-      "-q",
-    ]);
-    assert.equal(again.code, 0, again.stderr);
-    const [now] = JSON.parse(again.stdout) as Outdated[];
+    const [now] = await outdated();
     assert.deepEqual(now!.packages, []);
     assert.deepEqual(now!.cves, []);
   });

@@ -49,26 +49,20 @@ describe("berth k8s manifests", () => {
       "ServiceAccount",
     ]);
     // The same manifests again: server-side apply finds nothing to change (the objects' generations stay).
-    const before = await c.kubectl([
-      "get",
-      "-n",
-      NS,
-      "daemonset/berth-agent",
-      "deployment/berth-operator",
-      "-o",
-      "jsonpath={.items[*].metadata.generation}",
-    ]);
+    const generations = () =>
+      c.kubectl([
+        "get",
+        "-n",
+        NS,
+        "daemonset/berth-agent",
+        "deployment/berth-operator",
+        "-o",
+        "jsonpath={.items[*].metadata.generation}",
+      ]);
+    const before = await generations();
     const again = await c.kubectl(["apply", "--server-side", "-f", "-"], printed);
     assert.equal(again.code, 0, again.stderr);
-    const after = await c.kubectl([
-      "get",
-      "-n",
-      NS,
-      "daemonset/berth-agent",
-      "deployment/berth-operator",
-      "-o",
-      "jsonpath={.items[*].metadata.generation}",
-    ]);
+    const after = await generations();
     assert.equal(after.stdout, before.stdout);
     const ds = JSON.parse((await c.kubectl(["get", "-n", NS, "daemonset/berth-agent", "-o", "json"])).stdout);
     assert.equal(ds.spec.template.spec.containers[0].image, "berth/berth:test");
