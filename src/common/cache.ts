@@ -1,7 +1,7 @@
 // Berth's download cache. Content is stored by SHA-256 (blobs/sha256/<hex>), so anything the archive
 // names by hash (indexes, .deb files) is fetched once and shared by every command and every build.
 
-import { mkdir } from "node:fs/promises";
+import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { exists } from "./fsutil.ts";
 
@@ -32,4 +32,20 @@ export class ContentCache {
     await mkdir(d, { recursive: true });
     return d;
   }
+}
+
+/** Keeps the `keep` newest files of `dir` whose names end with `suffix` (derived artefacts, not blobs). */
+export async function pruneNewest(dir: string, suffix: string, keep: number): Promise<void> {
+  const files = (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith(suffix));
+  if (files.length <= keep) return;
+  const dated = await Promise.all(
+    files.map(async (f) => ({
+      f,
+      t: await stat(join(dir, f)).then(
+        (s) => s.mtimeMs,
+        () => 0,
+      ),
+    })),
+  );
+  for (const { f } of dated.sort((a, b) => b.t - a.t).slice(keep)) await rm(join(dir, f), { force: true });
 }
