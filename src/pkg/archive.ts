@@ -3,7 +3,8 @@
 
 import { createReadStream } from "node:fs";
 import { readFile, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
+import { deserialize, serialize } from "node:v8";
 import { ContentCache } from "../common/cache.ts";
 import { compressionOfName, decompressor } from "../common/decompress.ts";
 import { BerthError } from "../common/errors.ts";
@@ -12,7 +13,7 @@ import { HashingStream, sha256Hex } from "../common/hash.ts";
 import { HttpNotFound, httpGet, httpGetBuffer } from "../common/http.ts";
 import { type Progress, silentProgress } from "../common/progress.ts";
 import { verifyClearsigned, verifyDetached } from "./gpg.ts";
-import { PackageIndex, type PackageRecord } from "./index.ts";
+import { INDEX_FIELDS, PackageIndex, type PackageRecord, type ParsedPackages } from "./index.ts";
 import { checkRelease, parseRelease, type Release, type ReleaseFile } from "./release.ts";
 import type { Repository } from "./sources.ts";
 
@@ -37,6 +38,9 @@ interface HttpMeta {
 }
 
 const INDEX_COMPRESSIONS = [".xz", ".gz", ""];
+
+/** Bumped when ParsedPackages or PackageRecord changes shape: old cache files are then ignored. */
+const PARSED_FORMAT = 1;
 
 export class Archive {
   readonly cache: ContentCache;
@@ -255,10 +259,34 @@ export class Archive {
     for (const vr of releases) {
       for (const component of vr.repo.components) {
         const path = await this.packagesIndex(vr, component);
-        await index.addPackagesFile(path, `${vr.repo.suite}/${component}`, vr.repo.uri);
+        index.addParsed(await this.parsedPackages(index, path, `${vr.repo.suite}/${component}`, vr.repo.uri));
       }
     }
     return index;
+  }
+
+  /**
+   * A Packages file parsed, from the cache when it was parsed before: parsing trixie's 60,000 stanzas
+   * is most of a warm build's planning time, and a verified index never changes under its digest (the
+   * cache path names it). A cache file that does not deserialize is parsed again and replaced.
+   */
+  private async parsedPackages(
+    index: PackageIndex,
+    path: string,
+    origin: string,
+    baseUri: string,
+  ): Promise<ParsedPackages> {
+    const key = sha256Hex(
+      JSON.stringify([PARSED_FORMAT, basename(path), origin, baseUri, index.architecture, [...INDEX_FIELDS]]),
+    );
+    const file = join(await this.cache.dir("derived", "packages-parsed"), `${key}.v8`);
+    try {
+      const p = deserialize(await readFile(file)) as ParsedPackages;
+      if (Array.isArray(p?.names) && Array.isArray(p?.records)) return p;
+    } catch {}
+    const parsed = await index.parsePackagesFile(path, origin, baseUri);
+    await writeFileAtomic(file, serialize(parsed)).catch(() => {}); // a read-only cache only costs time
+    return parsed;
   }
 
   /** Downloads one .deb (or finds it in the cache) and checks its size and SHA-256. */

@@ -80,6 +80,24 @@ const MENTION_FIELDS = [
 ];
 const NAME_IN_RELATION = /(?:^|[,|])\s*([a-z0-9][a-z0-9+.-]*)/g;
 
+/** The names a stanza mentions, in apt's order: the package, then its relationship targets. */
+function mentionsOf(s: Stanza): string[] {
+  const out: string[] = [];
+  if (s.Package) out.push(s.Package);
+  for (const f of MENTION_FIELDS) {
+    const v = s[f];
+    if (!v) continue;
+    for (const m of v.matchAll(NAME_IN_RELATION)) out.push(m[1]!);
+  }
+  return out;
+}
+
+/** One Packages file, parsed: its records, and the names it mentions in order of first appearance. */
+export interface ParsedPackages {
+  names: string[];
+  records: PackageRecord[];
+}
+
 export interface Provider {
   pkg: PackageRecord;
   /** Version given in "Provides: name (= V)"; undefined for unversioned provides. */
@@ -114,12 +132,7 @@ export class PackageIndex {
 
   /** Numbers the names a stanza mentions, in apt's order: the package, then its relationship targets. */
   noteMentions(s: Stanza): void {
-    if (s.Package) this.mention(s.Package);
-    for (const f of MENTION_FIELDS) {
-      const v = s[f];
-      if (!v) continue;
-      for (const m of v.matchAll(NAME_IN_RELATION)) this.mention(m[1]!);
-    }
+    for (const name of mentionsOf(s)) this.mention(name);
   }
 
   recordFromStanza(s: Stanza, origin: string, baseUri?: string): PackageRecord | undefined {
@@ -180,16 +193,43 @@ export class PackageIndex {
   }
 
   async addPackagesFile(path: string, origin: string, baseUri?: string): Promise<void> {
+    this.addParsed(await this.parsePackagesFile(path, origin, baseUri));
+  }
+
+  /**
+   * A Packages file as this index takes it, without adding it: what `addParsed` needs, and plain data
+   * (a cache can keep it; see Archive.loadIndex).
+   */
+  async parsePackagesFile(path: string, origin: string, baseUri?: string): Promise<ParsedPackages> {
+    const records: PackageRecord[] = [];
+    const seen = new Set<string>();
+    const names: string[] = [];
     try {
       for await (const s of streamDeb822(createReadStream(path), { fields: INDEX_FIELDS, source: origin })) {
         const rec = this.recordFromStanza(s, origin, baseUri);
-        if (rec) this.noteMentions(s);
-        if (rec) this.add(rec);
+        if (!rec) continue;
+        for (const n of mentionsOf(s))
+          if (!seen.has(n)) {
+            seen.add(n);
+            names.push(n);
+          }
+        records.push(rec);
       }
     } catch (e) {
       if (e instanceof Deb822SyntaxError) throw new BerthError(`malformed Packages index: ${e.message}`);
       throw e;
     }
+    return { names, records };
+  }
+
+  /**
+   * Adds a parsed Packages file. Mentioning the file's names in their order of first appearance, then
+   * adding its records, numbers every name as a stanza-by-stanza pass would: an id depends only on the
+   * order in which names first appear.
+   */
+  addParsed(p: ParsedPackages): void {
+    for (const n of p.names) this.mention(n);
+    for (const rec of p.records) this.add(rec);
   }
 
   addStanzas(stanzas: Iterable<Stanza>, origin: string): void {

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ContentCache } from "../../src/common/cache.ts";
 import { Archive } from "../../src/pkg/archive.ts";
+import { PackageIndex } from "../../src/pkg/index.ts";
 import {
   DEFAULT_KEYRING,
   DEFAULT_MIRROR,
@@ -79,6 +80,30 @@ describe("archive client", () => {
       assert.ok(index.size > (suite.endsWith("security") ? 50 : 30_000), `${index.size} packages`);
     });
   }
+
+  test("an index loaded from the parsed-index cache equals one parsed stanza by stanza (ids, candidates, providers)", async () => {
+    const repos = [repo(DEFAULT_MIRROR, "trixie"), repo(DEFAULT_SECURITY_MIRROR, "trixie-security")];
+    const archive = new Archive();
+    await archive.loadIndex(repos); // fills the cache if this machine had not parsed these yet
+    const cached = await archive.loadIndex(repos);
+    // The reference: every Packages file through addPackagesFile, as before the cache existed.
+    const fresh = new PackageIndex("amd64");
+    for (const r of repos) {
+      const vr = await archive.release(r);
+      await fresh.addPackagesFile(await archive.packagesIndex(vr, "main"), `${r.suite}/main`, r.uri);
+    }
+    assert.equal(cached.size, fresh.size);
+    for (const name of fresh.names()) {
+      const a = cached.allVersions(name);
+      const b = fresh.allVersions(name);
+      assert.deepEqual(a, b, name);
+      assert.deepEqual(
+        cached.providers(name).map((p) => [p.pkg.name, p.pkg.version, p.version]),
+        fresh.providers(name).map((p) => [p.pkg.name, p.pkg.version, p.version]),
+        `providers of ${name}`,
+      );
+    }
+  });
 
   test("an InRelease with a bad signature is refused and not cached", async () => {
     const cache = new ContentCache(tempDir());
