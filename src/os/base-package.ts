@@ -95,6 +95,8 @@ if grep -qw berth.analyze /proc/cmdline; then
     # The network is the usual long pole (network-online.target before the runtime): its timeline,
     # for the serial log only (the boot record keeps the chain and the blame).
     journalctl -b -o short-monotonic --no-pager -u systemd-networkd -u systemd-networkd-wait-online 2>&1 | tail -n 40 | sed "s/^/BERTH-ANALYZE-NET: /"
+    # The runtime is the other: its own log, with times, says where its start goes.
+    journalctl -b -o short-monotonic --no-pager -u containerd -u docker 2>&1 | tail -n 60 | sed "s/^/BERTH-ANALYZE-RUNTIME: /"
     echo "BERTH-ANALYZE: end"'
 fi
 `;

@@ -6,10 +6,11 @@
 import { existsSync, readFileSync } from "node:fs";
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
+import { pruneNewest } from "../common/cache.ts";
 import { BerthError, UsageError } from "../common/errors.ts";
 import { onInterrupt, run, runChecked } from "../common/exec.ts";
 import { writeFileAtomic } from "../common/fsutil.ts";
-import { sha256File, sha256Hex } from "../common/hash.ts";
+import { type ByteRange, sha256File, sha256Hex } from "../common/hash.ts";
 import { type Progress, silentProgress } from "../common/progress.ts";
 import { treeDigest } from "../common/tree-digest.ts";
 import { BERTH_VERSION } from "../common/version.ts";
@@ -89,9 +90,9 @@ async function removeStale(parent: string, prefix: string): Promise<void> {
   }
 }
 
-async function artifact(dir: string, file: string): Promise<Artifact> {
+async function artifact(dir: string, file: string, zeros?: ByteRange[]): Promise<Artifact> {
   const p = join(dir, file);
-  return { file, bytes: (await stat(p)).size, sha256: await sha256File(p) };
+  return { file, bytes: (await stat(p)).size, sha256: await sha256File(p, { zeros }) };
 }
 
 /**
@@ -228,6 +229,7 @@ export async function buildImage(profile: Profile, o: BuildOptions): Promise<Bui
         rootFsType: "squashfs",
         sourceDateEpoch: sde,
         verity: true,
+        cacheDir: await o.archive.cache.dir("os", "initramfs"),
         // A root that installs fdisk (the baseline) has sfdisk itself; otherwise it comes from the .debs.
         programs: existsSync(join(root, "usr/sbin/sfdisk"))
           ? await programWithLibraries(root, "/usr/sbin/sfdisk")
@@ -274,7 +276,7 @@ export async function buildImage(profile: Profile, o: BuildOptions): Promise<Bui
         seed,
       }),
     );
-    await timed("disk", async () =>
+    const disk = await timed("disk", async () =>
       makeDisk({
         out: join(staging, "disk.img"),
         esp: join(work, "esp.img"),
@@ -299,7 +301,7 @@ export async function buildImage(profile: Profile, o: BuildOptions): Promise<Bui
     const artifacts = await timed("digests", () =>
       Promise.all(
         ["root.squashfs", "vmlinuz", "initrd.img", "disk.img", "kernel.config", "root.verity"].map((f) =>
-          artifact(staging, f),
+          artifact(staging, f, f === "disk.img" ? disk.unwritten : undefined),
         ),
       ),
     );
@@ -417,11 +419,7 @@ async function compressBase(
   await copyFile(out, `${cached}.tmp-${process.pid}`);
   await rename(`${cached}.tmp-${process.pid}`, cached);
   // Keep the newest few (release fixtures, the default image and a test image or two).
-  const files = (await readdir(dir)).filter((f) => f.endsWith(".squashfs"));
-  if (files.length > 8) {
-    const dated = await Promise.all(files.map(async (f) => ({ f, t: (await stat(join(dir, f))).mtimeMs })));
-    for (const { f } of dated.sort((a, b) => b.t - a.t).slice(8)) await rm(join(dir, f), { force: true });
-  }
+  await pruneNewest(dir, ".squashfs", 8);
 }
 
 async function extractSystemdBoot(deb: string, work: string): Promise<string> {

@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { open, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { runChecked } from "../common/exec.ts";
+import type { ByteRange } from "../common/hash.ts";
 import { type EntryRelease, entryFileName, entryText, LOADER_CONF, releaseDirOnEsp } from "./boot-entry.ts";
 import { ROOT_LABEL, STATE_LABEL } from "./initramfs.ts";
 
@@ -213,7 +214,16 @@ export interface DiskInput {
   seed: string;
 }
 
-export async function makeDisk(d: DiskInput): Promise<DiskLayout> {
+/**
+ * The ranges of a disk from makeDisk that nothing writes, so they are zero (holes): slot A after the
+ * root image and its hash tree, and all of slot B. Hashing the disk feeds these from memory.
+ */
+export function unwrittenRanges(L: DiskLayout, slotABytes: number): ByteRange[] {
+  const used = Math.ceil(slotABytes / MiB) * MiB;
+  return [{ start: L.rootA.start + used, size: L.rootA.size - used + L.rootB.size }];
+}
+
+export async function makeDisk(d: DiskInput): Promise<DiskLayout & { unwritten: ByteRange[] }> {
   const [esp, root] = await Promise.all([stat(d.esp), stat(d.root)]);
   const slotBytes = d.verity ? d.verity.offset + (await stat(d.verity.file)).size : root.size;
   const L = diskLayout(esp.size, slotBytes, d.stateBytes);
@@ -237,5 +247,5 @@ export async function makeDisk(d: DiskInput): Promise<DiskLayout> {
   await copyInto(d.out, d.root, L.rootA.start);
   if (d.verity) await copyInto(d.out, d.verity.file, L.rootA.start + d.verity.offset);
   await makeStateFs(d.out, L.state.start, L.state.size, d.seed, d.stateContents);
-  return L;
+  return { ...L, unwritten: unwrittenRanges(L, slotBytes) };
 }

@@ -2,13 +2,16 @@
 // root image by partition label, puts the writable state partition on /var, overlays /etc onto it, and
 // switches to systemd. Built reproducibly as a gzip-compressed cpio archive.
 
+import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { gzipSync } from "node:zlib";
+import { pruneNewest } from "../common/cache.ts";
 import { compressionOfName, decompressToBuffer } from "../common/decompress.ts";
 import { BerthError } from "../common/errors.ts";
 import { runChecked } from "../common/exec.ts";
+import { writeFileAtomic } from "../common/fsutil.ts";
 import { readDebFile } from "../pkg/deb.ts";
 import { type CpioEntry, writeCpio } from "./cpio.ts";
 import { GROW_FLAG, GROW_STATE_SH } from "./grow-state.ts";
@@ -192,6 +195,8 @@ export interface InitramfsInput {
   verity?: boolean;
   /** More programs for the initramfs, as [path, content] (sfdisk and its libraries, grow-state.ts). */
   programs?: [string, Buffer][];
+  /** Keep compressed archives here by the digest of their content (a warm rebuild reuses them). */
+  cacheDir?: string;
 }
 
 /** Modules for a watchdog the machine may have (QEMU's i6300esb), armed until systemd takes over. */
@@ -271,5 +276,15 @@ export async function buildInitramfs(i: InitramfsInput): Promise<Buffer> {
       mode: 0o644,
       data: await decompressModule(m.path),
     });
-  return gzipSync(writeCpio(entries, i.sourceDateEpoch), { level: 9 });
+  const cpio = writeCpio(entries, i.sourceDateEpoch);
+  if (!i.cacheDir) return gzipSync(cpio, { level: 9 });
+  // gzip -9 of the archive is most of this step; the same archive compresses to the same bytes.
+  const cached = join(i.cacheDir, `${createHash("sha256").update(cpio).digest("hex")}.cpio.gz`);
+  try {
+    return await readFile(cached);
+  } catch {}
+  const gz = gzipSync(cpio, { level: 9 });
+  await writeFileAtomic(cached, gz).catch(() => {}); // a cache that cannot be written only costs time
+  await pruneNewest(i.cacheDir, ".cpio.gz", 8);
+  return gz;
 }

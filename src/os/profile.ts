@@ -293,7 +293,7 @@ export function parseProfile(text: string, source = "profile"): Profile {
     users,
     hostname: r.hostname ?? "berth",
     network: { dhcp: r.network?.dhcp ?? true },
-    image: { compression: r.image?.compression ?? "xz", stateSize: r.image?.stateSize ?? "2G" },
+    image: { compression: r.image?.compression ?? "xz", stateSize: r.image?.stateSize ?? "512M" },
     update: {
       repository: r.update?.repository,
       root: r.update?.root === undefined ? undefined : resolve(dirname(source), r.update.root),
