@@ -52,12 +52,21 @@ function rssMiB(pid: number): { rss: number; peak: number } {
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0) / 1024;
   return { rss: kb("VmRSS"), peak: kb("VmHWM") };
 }
-/** CPU seconds of every postgres process (the database server's side of the work). */
+/**
+ * CPU seconds of the PostgreSQL server: the postmaster's own and its reaped children's (cutime/cstime;
+ * a backend's time moves there when its connection closes), plus the live backends'. Summing live
+ * processes alone goes down when connections close.
+ */
 function postgresCpu(): number {
   let total = 0;
   for (const p of readdirSync("/proc").filter((x) => /^\d+$/.test(x))) {
     try {
-      if (readFileSync(`/proc/${p}/comm`, "utf8").trim() === "postgres") total += cpuSeconds(Number(p));
+      if (readFileSync(`/proc/${p}/comm`, "utf8").trim() !== "postgres") continue;
+      const f = readFileSync(`/proc/${p}/stat`, "utf8").split(") ")[1]!.split(" ");
+      const parent = readFileSync(`/proc/${f[1]}/comm`, "utf8").trim();
+      // f[11..14]: utime, stime, cutime, cstime (proc(5), counted from the state field)
+      total +=
+        (Number(f[11]) + Number(f[12]) + (parent === "postgres" ? 0 : Number(f[13]) + Number(f[14]))) / TICK;
     } catch {}
   }
   return total;
