@@ -17,6 +17,7 @@ import { mkdtemp, rm, truncate } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseDocument } from "yaml";
+import { run } from "../src/common/exec.ts";
 import { sha256File } from "../src/common/hash.ts";
 import type { Manifest } from "../src/os/manifest.ts";
 import { guestSshArgs, startVm } from "../src/os/qemu.ts";
@@ -33,6 +34,16 @@ const work = await mkdtemp(join(tmpdir(), "berth-bench-update-"));
 function sh(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 1 << 26 });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")}: ${r.stderr.slice(-500)}`);
+  return r.stdout;
+}
+/**
+ * The same, without blocking the event loop: the repository is served from this process, so a peer
+ * command that fetches from it must not be run synchronously (curl waited forever on a server that
+ * could not answer).
+ */
+async function shAsync(cmd: string, args: string[]): Promise<string> {
+  const r = await run(cmd, args);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(" ")}: ${r.stderr.slice(-500)}`);
   return r.stdout;
 }
 const seconds = async (f: () => Promise<unknown>) => {
@@ -87,7 +98,7 @@ try {
       ["root.verity", v.hashOffset, v.hashBytes],
     ] as const) {
       const file = join(work, `peer-${name}`);
-      sh("curl", ["-sf", "-o", file, stored(name)]);
+      await shAsync("curl", ["-sf", "-o", file, stored(name)]);
       sh("dd", [
         `if=${file}`,
         `of=${loop}`,
@@ -130,12 +141,13 @@ try {
       await new Promise((r) => setTimeout(r, 200));
     }
   };
-  const ssh = (c: string) => sh("ssh", guestSshArgs(vm.sshPort, key, c));
+  // Async: the guest downloads from the repository this process serves.
+  const ssh = (c: string) => shAsync("ssh", guestSshArgs(vm.sshPort, key, c));
   try {
     const normal = ((await until(/berth-health: release \S+ is healthy/, 0)) - t0) / 1000;
     await until(/BERTH-CHECK: container ran/, 0);
     const guestUrl = `http://10.0.2.2:${new URL(served.url).port}/`;
-    ssh(`sudo berth update apply --repository ${guestUrl} --version ${V2}`);
+    await ssh(`sudo berth update apply --repository ${guestUrl} --version ${V2}`);
     const from = lines.length;
     const r0 = performance.now();
     spawnSync("ssh", guestSshArgs(vm.sshPort, key, "sudo systemctl reboot"));
@@ -143,7 +155,7 @@ try {
     await until(/BERTH-CHECK: container ran/, from);
     // Good = blessed: the entry lost its counter.
     for (;;) {
-      const s = JSON.parse(ssh("sudo berth update status --json")) as {
+      const s = JSON.parse(await ssh("sudo berth update status --json")) as {
         slots: { slot: string; state: string }[];
       };
       if (s.slots.find((x) => x.slot === "b")?.state === "good") break;
