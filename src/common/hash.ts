@@ -32,11 +32,10 @@ export async function sha256File(path: string, o: { zeros?: readonly ByteRange[]
     const readUpTo = async (end: number) => {
       while (pos < end) {
         const { bytesRead } = await fh.read(buf, 0, Math.min(BLOCK, end - pos), pos);
-        if (bytesRead === 0) return false;
+        if (bytesRead === 0) return;
         h.update(buf.subarray(0, bytesRead));
         pos += bytesRead;
       }
-      return true;
     };
     for (const z of zeros) {
       if (z.start < pos || z.start + z.size > size)

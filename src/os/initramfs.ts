@@ -2,7 +2,6 @@
 // root image by partition label, puts the writable state partition on /var, overlays /etc onto it, and
 // switches to systemd. Built reproducibly as a gzip-compressed cpio archive.
 
-import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
@@ -12,6 +11,7 @@ import { compressionOfName, decompressToBuffer } from "../common/decompress.ts";
 import { BerthError } from "../common/errors.ts";
 import { runChecked } from "../common/exec.ts";
 import { writeFileAtomic } from "../common/fsutil.ts";
+import { sha256Hex } from "../common/hash.ts";
 import { readDebFile } from "../pkg/deb.ts";
 import { type CpioEntry, writeCpio } from "./cpio.ts";
 import { GROW_FLAG, GROW_STATE_SH } from "./grow-state.ts";
@@ -279,7 +279,7 @@ export async function buildInitramfs(i: InitramfsInput): Promise<Buffer> {
   const cpio = writeCpio(entries, i.sourceDateEpoch);
   if (!i.cacheDir) return gzipSync(cpio, { level: 9 });
   // gzip -9 of the archive is most of this step; the same archive compresses to the same bytes.
-  const cached = join(i.cacheDir, `${createHash("sha256").update(cpio).digest("hex")}.cpio.gz`);
+  const cached = join(i.cacheDir, `${sha256Hex(cpio)}.cpio.gz`);
   try {
     return await readFile(cached);
   } catch {}

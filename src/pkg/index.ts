@@ -202,24 +202,20 @@ export class PackageIndex {
    */
   async parsePackagesFile(path: string, origin: string, baseUri?: string): Promise<ParsedPackages> {
     const records: PackageRecord[] = [];
-    const seen = new Set<string>();
-    const names: string[] = [];
+    // A Set keeps insertion order: its order is the order of first appearance.
+    const names = new Set<string>();
     try {
       for await (const s of streamDeb822(createReadStream(path), { fields: INDEX_FIELDS, source: origin })) {
         const rec = this.recordFromStanza(s, origin, baseUri);
         if (!rec) continue;
-        for (const n of mentionsOf(s))
-          if (!seen.has(n)) {
-            seen.add(n);
-            names.push(n);
-          }
+        for (const n of mentionsOf(s)) names.add(n);
         records.push(rec);
       }
     } catch (e) {
       if (e instanceof Deb822SyntaxError) throw new BerthError(`malformed Packages index: ${e.message}`);
       throw e;
     }
-    return { names, records };
+    return { names: [...names], records };
   }
 
   /**
