@@ -42,6 +42,14 @@ describe("berth CLI", () => {
     assert.match(r.stdout, /^\d+\.\d+\.\d+/);
   });
 
+  test("a subcommand's own --version is its option, not the program's version", async () => {
+    // `berth update apply --version V` once printed 0.1.0 and exited 0 without applying anything.
+    const r = await berth(["update", "apply", "--version", "2026.12.2"]);
+    assert.doesNotMatch(r.stdout, /^\d+\.\d+\.\d+/);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /berth update runs on a Berth OS node/);
+  });
+
   test("JSON output is valid JSON even when piped", async () => {
     const r = await berth(["pkg", "compare", "1", "lt", "2", "--json"]);
     assert.equal(r.code, 0);

@@ -32,7 +32,6 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
     .description(
       "Berth: a container host OS built from Debian packages, and the toolkit that builds, secures, patches and updates it.",
     )
-    .version("0.1.0")
     .option("-q, --quiet", "no progress display and no informational output")
     .showSuggestionAfterError(true)
     .configureOutput({
@@ -54,6 +53,9 @@ Examples:
   // Help, no command or an unknown one (for suggestions) needs every family.
   // (The only global option, -q, takes no value: the first other word names the family.)
   const family = argv.find((a) => !a.startsWith("-"));
+  // Only `berth --version`: commander recognises program options anywhere on the line, so a program
+  // --version would swallow `berth update apply --version V` (print 0.1.0 and exit 0, applying nothing).
+  if (family === undefined) program.version("0.1.0");
   const asked = FAMILIES.filter(([name]) => name === family);
   for (const [, load] of asked.length ? asked : FAMILIES) (await load())(program);
 
