@@ -2,7 +2,8 @@
 //   v3 (2026.12.3): v2's profile with a health check that fails on purpose and an /etc migration of its
 //     own, built for real (gzip root image: the compression does not matter to the update, and gzip
 //     compresses several times faster than xz);
-//   v4 (2026.12.4): v2's root and kernel with its initramfs cut short, so the kernel can mount no root.
+//   v4 (2026.12.4): v2's root and kernel with its initramfs cut short, so the kernel can mount no root;
+//   v5 (2026.12.5): v2's files as another release, for rollout waves.
 
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -14,6 +15,7 @@ import { releaseSshKey, releaseV2, writeReleaseProfile } from "../shared/os-rele
 
 export const V3 = "2026.12.3";
 export const V4 = "2026.12.4";
+export const V5 = "2026.12.5";
 export const V3_MIGRATION = "2026.12.3-motd";
 
 /** v3: v2's profile with a health check that fails and an /etc migration of its own, built for real. */
@@ -47,21 +49,31 @@ export async function buildV3(): Promise<string> {
   return join(dir, "out");
 }
 
-/** v4: v2's root and kernel with an initramfs cut short, so the kernel cannot mount any root. */
-export async function deriveV4(work: string): Promise<string> {
+/**
+ * A release derived from v2's build without building: v2's root and kernel under another version, as
+ * published (the image inside still says v2; these releases are never booted to health). With
+ * breakInitramfs (v4) the initramfs is cut short, so the kernel cannot mount any root; without it (v5)
+ * it is a release to check waves against.
+ */
+export async function deriveRelease(
+  work: string,
+  version: string,
+  o: { breakInitramfs?: boolean },
+): Promise<string> {
   const v2 = await releaseV2();
-  const out = join(work, "v4");
+  const out = join(work, `release-${version}`);
   mkdirSync(out);
-  for (const f of readdirSync(v2))
-    if (!["disk.img", "initrd.img", "manifest.json"].includes(f)) symlinkSync(join(v2, f), join(out, f));
-  writeFileSync(join(out, "initrd.img"), readFileSync(join(v2, "initrd.img")).subarray(0, 65536));
+  const replaced = ["disk.img", "manifest.json", ...(o.breakInitramfs ? ["initrd.img"] : [])];
+  for (const f of readdirSync(v2)) if (!replaced.includes(f)) symlinkSync(join(v2, f), join(out, f));
+  if (o.breakInitramfs)
+    writeFileSync(join(out, "initrd.img"), readFileSync(join(v2, "initrd.img")).subarray(0, 65536));
   const m = JSON.parse(readFileSync(join(v2, "manifest.json"), "utf8")) as Manifest;
-  m.releaseVersion = V4;
+  m.releaseVersion = version;
   m.artifacts = await Promise.all(
     m.artifacts
       .filter((a) => a.file !== "disk.img")
       .map(async (a) =>
-        a.file === "initrd.img"
+        o.breakInitramfs && a.file === "initrd.img"
           ? { file: a.file, bytes: 65536, sha256: await sha256File(join(out, "initrd.img")) }
           : a,
       ),
